@@ -1,0 +1,232 @@
+//! Builds the running service from a validated configuration: key stores and their refresh
+//! loops, the authorizer, the gRPC and admin listeners, readiness, and graceful drain.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::{
+    authz::{Authorizer, Responder},
+    config::{Config, ConfigError},
+    grpc::{self, ExtAuthz},
+    http::admin,
+    jwks::{refresh, IssuerKeys},
+    metrics::Metrics,
+};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot build the HTTP client for issuer {issuer}: {source}")]
+    Client {
+        issuer: String,
+        source: reqwest::Error,
+    },
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// State shared by every front end.
+pub struct Shared {
+    authorizer: ArcSwap<Authorizer>,
+    pub metrics: Arc<Metrics>,
+    draining: AtomicBool,
+}
+
+impl Shared {
+    /// The current authorizer (a lock-free atomic load).
+    pub fn authorizer(&self) -> arc_swap::Guard<Arc<Authorizer>> {
+        self.authorizer.load()
+    }
+
+    /// Ready to take traffic: every issuer has keys and the process is not draining.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && self.authorizer.load().is_ready()
+    }
+}
+
+/// A configured, bound, not yet running service.
+pub struct App {
+    shared: Arc<Shared>,
+    grpc: TcpListener,
+    admin: TcpListener,
+    drain_timeout: Duration,
+}
+
+impl App {
+    /// Validates `config` and binds the listeners (nothing is bound if the config is invalid).
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let issuers = config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let keys = issuers
+            .into_iter()
+            .map(|issuer| {
+                let id = issuer.id.clone();
+                IssuerKeys::new(issuer, &metrics)
+                    .map_err(|source| StartError::Client { issuer: id, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let responder = Responder::new(config.realm.clone(), config.upstream_headers.clone());
+        let authorizer = Authorizer::new(keys, responder, metrics.clone());
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { what, addr, source })
+        };
+        let grpc = bind("gRPC", config.listen.grpc).await?;
+        let admin = bind("admin", config.listen.admin).await?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                authorizer: ArcSwap::from_pointee(authorizer),
+                metrics,
+                draining: AtomicBool::new(false),
+            }),
+            grpc,
+            admin,
+            drain_timeout: config.drain_timeout,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains: readiness drops at once, in-flight checks
+    /// finish, and the call returns within the drain timeout.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let stop = CancellationToken::new();
+        let background = CancellationToken::new();
+        for keys in self.shared.authorizer().issuers() {
+            tokio::spawn(refresh::run(keys.clone(), background.clone()));
+        }
+
+        let (reporter, health) = tonic_health::server::health_reporter();
+        tokio::spawn(track_readiness(
+            self.shared.clone(),
+            reporter,
+            background.clone(),
+        ));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grpc::EXT_AUTHZ_DESCRIPTOR)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .expect("embedded descriptor sets are valid");
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grpc::EXT_AUTHZ_DESCRIPTOR)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .expect("embedded descriptor sets are valid");
+
+        let ext_authz = envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ExtAuthz::new(
+            self.shared.clone(),
+        ));
+        let grpc_stop = stop.clone();
+        let grpc = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .max_concurrent_streams(Some(1024))
+            .add_service(ext_authz)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
+                async move { grpc_stop.cancelled().await },
+            );
+        let admin_stop = stop.clone();
+        let admin = admin::serve(self.admin, self.shared.clone(), async move {
+            admin_stop.cancelled().await
+        });
+        let grpc_task = tokio::spawn(grpc);
+        let admin_task = tokio::spawn(admin);
+
+        shutdown.await;
+        tracing::info!(drain_timeout = ?self.drain_timeout, "shutting down: draining in-flight checks");
+        self.shared.draining.store(true, Ordering::Relaxed);
+        stop.cancel();
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            let _ = admin_task.await;
+            grpc_task.await
+        })
+        .await;
+        background.cancel();
+        match drained {
+            Ok(Ok(result)) => result.map_err(StartError::from),
+            Ok(Err(_join)) => Ok(()),
+            Err(_) => {
+                tracing::warn!("drain timeout reached; exiting with checks still in flight");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Publishes readiness to gRPC health (overall "" and the ext_authz service).
+async fn track_readiness(
+    shared: Arc<Shared>,
+    reporter: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        let ready = shared.is_ready();
+        if last != Some(ready) {
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for service in ["", grpc::EXT_AUTHZ_SERVICE] {
+                reporter.set_service_status(service, status).await;
+            }
+            if ready {
+                tracing::info!("ready: every issuer has usable keys");
+            }
+            last = Some(ready);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.cancelled() => {
+                for service in ["", grpc::EXT_AUTHZ_SERVICE] {
+                    reporter.set_service_status(service, ServingStatus::NotServing).await;
+                }
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Token verification, in the order RFC 8725 asks for: parse the JWS compact serialization
+//! without trusting it (RFC 7515 §5.2), pick the issuer by exact `iss`, find the key by `kid`
+//! *and* `alg`, verify the signature, then check the claims (RFC 7519 §7.2). Nothing in the token
+//! header is used to locate or fetch keys (`jku`, `x5u`, `jwk`, `x5c` are ignored).
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use serde_json::{Map, Value};
+
+use super::{
+    alg::Alg,
+    claims::{self, Claims},
+    Deny,
+};
+use crate::config::Issuer;
+
+/// Tokens longer than this are refused before any decoding.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A token split and decoded, not yet trusted.
+#[derive(Debug)]
+pub struct Jws<'t> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    /// `BASE64URL(header) . BASE64URL(payload)`, the bytes the signature covers.
+    pub signing_input: &'t str,
+    pub signature: Vec<u8>,
+    pub iss: String,
+    pub payload: Map<String, Value>,
+}
+
+fn b64(part: &str) -> Option<Vec<u8>> {
+    // Strict: no padding, canonical trailing bits (RFC 7515 §2), so one token has one encoding.
+    URL_SAFE_NO_PAD.decode(part).ok()
+}
+
+impl<'t> Jws<'t> {
+    /// Splits and decodes a compact JWS. Fails closed on anything unexpected.
+    pub fn parse(token: &'t str) -> Result<Self, Deny> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Deny::Malformed("token is too large"));
+        }
+        let dots = token.bytes().filter(|b| *b == b'.').count();
+        match dots {
+            2 => {}
+            // RFC 7516 §9: five parts is a JWE; jwt-authz accepts signed tokens only.
+            4 => return Err(Deny::Malformed("encrypted tokens (JWE) are not accepted")),
+            _ => return Err(Deny::Malformed("not a JWS compact serialization")),
+        }
+        let (signing_input, sig) = token
+            .rsplit_once('.')
+            .ok_or(Deny::Malformed("no signature"))?;
+        let (header_b64, payload_b64) = signing_input
+            .split_once('.')
+            .ok_or(Deny::Malformed("no payload"))?;
+        let header = b64(header_b64)
+            .and_then(|h| claims::parse_object(&h))
+            .ok_or(Deny::Malformed("header is not a base64url JSON object"))?;
+        let alg = match header.get("alg") {
+            Some(Value::String(name)) => Alg::from_name(name).ok_or(Deny::UnsupportedAlg)?,
+            _ => return Err(Deny::Malformed("header has no alg")),
+        };
+        // RFC 7515 §4.1.11: a recipient must reject `crit` extensions it does not implement, and
+        // jwt-authz implements none (including `b64`, RFC 7797).
+        if header.contains_key("crit") {
+            return Err(Deny::Malformed("unsupported critical header parameter"));
+        }
+        // RFC 7519 §5.2: `cty: JWT` marks a nested JWT; an access token is never nested.
+        if let Some(cty) = header.get("cty") {
+            if cty.as_str().is_none_or(|c| c.eq_ignore_ascii_case("jwt")) {
+                return Err(Deny::Malformed("nested tokens are not accepted"));
+            }
+        }
+        let kid =
+            optional_string(&header, "kid").map_err(|_| Deny::Malformed("kid is not a string"))?;
+        let typ =
+            optional_string(&header, "typ").map_err(|_| Deny::Malformed("typ is not a string"))?;
+        if sig.is_empty() {
+            return Err(Deny::Malformed("empty signature"));
+        }
+        let signature = b64(sig).ok_or(Deny::Malformed("signature is not base64url"))?;
+        let payload = b64(payload_b64)
+            .and_then(|p| claims::parse_object(&p))
+            .ok_or(Deny::Malformed("claims are not a base64url JSON object"))?;
+        let iss = match payload.get("iss") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(Deny::InvalidClaim("iss")),
+        };
+        Ok(Jws {
+            alg,
+            kid,
+            typ,
+            signing_input,
+            signature,
+            iss,
+            payload,
+        })
+    }
+
+    /// Checks the claims of a token whose signature is already verified (RFC 7519 §4.1, §7.2).
+    pub fn check_claims(self, issuer: &Issuer, now: f64) -> Result<Claims, Deny> {
+        let leeway = issuer.leeway.as_secs_f64();
+        let p = &self.payload;
+        // RFC 7519 §4.1.4: the token must not be accepted on or after `exp`. Required here
+        // (RFC 9068 §2.2).
+        let exp = p
+            .get("exp")
+            .and_then(claims::numeric_date)
+            .ok_or(Deny::InvalidClaim("exp"))?;
+        if now >= exp + leeway {
+            return Err(Deny::Expired);
+        }
+        // RFC 7519 §4.1.5
+        if let Some(nbf) = p.get("nbf") {
+            let nbf = claims::numeric_date(nbf).ok_or(Deny::InvalidClaim("nbf"))?;
+            if now + leeway < nbf {
+                return Err(Deny::NotYetValid);
+            }
+        }
+        if let Some(iat) = p.get("iat") {
+            claims::numeric_date(iat).ok_or(Deny::InvalidClaim("iat"))?;
+        }
+        // RFC 7519 §4.1.3, RFC 9068 §4: `aud` must contain one of this resource's identifiers.
+        let aud = p.get("aud").ok_or(Deny::InvalidClaim("aud"))?;
+        let auds = claims::audiences(aud).ok_or(Deny::InvalidClaim("aud"))?;
+        if !auds
+            .iter()
+            .any(|a| issuer.audiences.iter().any(|want| want == a))
+        {
+            return Err(Deny::BadAudience);
+        }
+        let sub = optional_string(p, "sub").map_err(|_| Deny::InvalidClaim("sub"))?;
+        Ok(Claims {
+            iss: self.iss,
+            sub,
+            exp,
+            all: self.payload,
+        })
+    }
+}
+
+fn optional_string(map: &Map<String, Value>, name: &str) -> Result<Option<String>, ()> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(()),
+    }
+}
+
+/// Seconds since the Unix epoch, as a float (NumericDate may be fractional).
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests;

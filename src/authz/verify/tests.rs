@@ -1,0 +1,171 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::{
+    config::{Config, Issuer},
+    dev::{access_token_claims, b64, SigningKey},
+};
+
+fn issuer() -> Issuer {
+    let cfg = Config::from_yaml(
+        "issuers:\n- issuer: https://idp.example\n  audiences: [api, other]\n  leeway: 10s\n",
+    )
+    .unwrap();
+    cfg.validate().unwrap().remove(0)
+}
+
+fn claims_with(patch: serde_json::Value) -> serde_json::Value {
+    let mut c = access_token_claims(
+        "https://idp.example",
+        "api",
+        "alice",
+        Duration::from_secs(60),
+    );
+    for (k, v) in patch.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    c
+}
+
+fn check(claims: serde_json::Value) -> Result<Claims, Deny> {
+    let key = SigningKey::generate(Alg::ES256, Some("k"));
+    let token = key.mint(&claims);
+    Jws::parse(&token)?.check_claims(&issuer(), now())
+}
+
+#[test]
+fn parses_header_and_payload() {
+    let key = SigningKey::generate(Alg::ES256, Some("k"));
+    let token = key.mint(&claims_with(json!({})));
+    let jws = Jws::parse(&token).unwrap();
+    assert_eq!(jws.alg, Alg::ES256);
+    assert_eq!(jws.kid.as_deref(), Some("k"));
+    assert_eq!(jws.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(jws.iss, "https://idp.example");
+    assert_eq!(jws.signature.len(), 64, "JOSE R||S form for P-256");
+}
+
+#[test]
+fn valid_claims_pass_and_expose_sub() {
+    let c = check(claims_with(json!({}))).unwrap();
+    assert_eq!(c.sub.as_deref(), Some("alice"));
+}
+
+#[test]
+fn expired_within_leeway_passes_beyond_fails() {
+    let t = now() as i64;
+    assert!(check(claims_with(json!({"exp": t - 5}))).is_ok());
+    assert_eq!(
+        check(claims_with(json!({"exp": t - 11}))).unwrap_err(),
+        Deny::Expired
+    );
+}
+
+#[test]
+fn not_yet_valid_beyond_leeway_fails() {
+    let t = now() as i64;
+    assert!(check(claims_with(json!({"nbf": t + 5}))).is_ok());
+    assert_eq!(
+        check(claims_with(json!({"nbf": t + 30}))).unwrap_err(),
+        Deny::NotYetValid
+    );
+}
+
+#[test]
+fn exp_is_required_and_must_be_a_number() {
+    assert_eq!(
+        check(claims_with(json!({"exp": null}))).unwrap_err(),
+        Deny::InvalidClaim("exp")
+    );
+    let far = (now() as i64 + 600).to_string();
+    assert_eq!(
+        check(claims_with(json!({"exp": far}))).unwrap_err(),
+        Deny::InvalidClaim("exp")
+    );
+    assert!(
+        check(claims_with(json!({"exp": now() + 600.5}))).is_ok(),
+        "fractional NumericDate"
+    );
+}
+
+#[test]
+fn audience_string_or_array_must_intersect() {
+    assert!(check(claims_with(json!({"aud": ["x", "other"]}))).is_ok());
+    assert_eq!(
+        check(claims_with(json!({"aud": "x"}))).unwrap_err(),
+        Deny::BadAudience
+    );
+    assert_eq!(
+        check(claims_with(json!({"aud": null}))).unwrap_err(),
+        Deny::InvalidClaim("aud")
+    );
+}
+
+#[test]
+fn rejects_none_and_hmac_algorithms() {
+    let payload = b64(claims_with(json!({})).to_string());
+    for alg in ["none", "HS256", "HS512"] {
+        let token = format!("{}.{payload}.c2ln", b64(format!(r#"{{"alg":"{alg}"}}"#)));
+        assert_eq!(
+            Jws::parse(&token).unwrap_err(),
+            Deny::UnsupportedAlg,
+            "{alg}"
+        );
+    }
+    let unsigned = format!("{}.{payload}.", b64(r#"{"alg":"none"}"#));
+    assert!(Jws::parse(&unsigned).is_err());
+}
+
+#[test]
+fn rejects_jwe_and_garbage() {
+    assert_eq!(
+        Jws::parse("a.b.c.d.e").unwrap_err(),
+        Deny::Malformed("encrypted tokens (JWE) are not accepted")
+    );
+    assert!(matches!(Jws::parse("abc").unwrap_err(), Deny::Malformed(_)));
+    assert!(matches!(
+        Jws::parse("a.b.c").unwrap_err(),
+        Deny::Malformed(_)
+    ));
+    assert!(matches!(
+        Jws::parse(&"a".repeat(MAX_TOKEN_BYTES + 1)).unwrap_err(),
+        Deny::Malformed(_)
+    ));
+}
+
+#[test]
+fn rejects_crit_and_nested_tokens() {
+    let key = SigningKey::generate(Alg::ES256, None);
+    let payload = claims_with(json!({})).to_string();
+    for header in [
+        r#"{"alg":"ES256","crit":["exp"],"exp":1}"#,
+        r#"{"alg":"ES256","crit":[]}"#,
+        r#"{"alg":"ES256","b64":false,"crit":["b64"]}"#,
+        r#"{"alg":"ES256","cty":"JWT"}"#,
+    ] {
+        let token = key.sign_parts(header, &payload);
+        assert!(
+            matches!(Jws::parse(&token).unwrap_err(), Deny::Malformed(_)),
+            "{header}"
+        );
+    }
+}
+
+#[test]
+fn rejects_duplicate_claims() {
+    let key = SigningKey::generate(Alg::ES256, None);
+    let token = key.sign_parts(
+        r#"{"alg":"ES256"}"#,
+        r#"{"iss":"https://idp.example","sub":"a","sub":"admin"}"#,
+    );
+    assert!(matches!(
+        Jws::parse(&token).unwrap_err(),
+        Deny::Malformed(_)
+    ));
+}

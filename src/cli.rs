@@ -1,0 +1,135 @@
+//! Command-line interface: `serve`, `demo` and `call`. Flags override the config file for the
+//! common single-issuer case; every flag has an environment variable for container use.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    config::{Config, ConfigError, IssuerConfig},
+    telemetry::LogFormat,
+};
+
+/// Validates OAuth 2.0 JWT access tokens for Envoy ext_authz, locally, against each issuer's
+/// discovered and cached JWKS.
+#[derive(Debug, Parser)]
+#[command(name = "jwt-authz", version, about, long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing directives, e.g. `info` or `info,jwt_authz=debug`).
+    #[arg(long, global = true, env = "JWT_AUTHZ_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "JWT_AUTHZ_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+const LONG_ABOUT: &str = "\
+Validates OAuth 2.0 JWT access tokens (RFC 9068) for Envoy's ext_authz filter, locally.
+
+jwt-authz finds each issuer's signing keys through OpenID Connect Discovery or RFC 8414 metadata,
+caches them, follows rotation, and answers envoy.service.auth.v3.Authorization/Check without
+calling the authorization server per request.
+
+Try it:       jwt-authz demo
+Run it:       jwt-authz serve --issuer https://idp.example.com/realms/main --audience https://api.example.com
+With a file:  jwt-authz serve --config /etc/jwt-authz/config.yaml";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve ext_authz Check (gRPC) and the admin endpoints.
+    Serve(ServeArgs),
+    /// Start a development issuer on loopback and serve against it; prints a token to try.
+    Demo(DemoArgs),
+    /// Send one Check request to a running server and print the decision (exit 0 allow, 1 deny).
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// YAML configuration file (see README "Configuration"). Flags below override it.
+    #[arg(long, short, env = "JWT_AUTHZ_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Trusted issuer identifier, exactly as in the tokens' `iss`. Repeatable.
+    #[arg(long = "issuer", env = "JWT_AUTHZ_ISSUER", value_delimiter = ',')]
+    pub issuers: Vec<String>,
+    /// Accepted audience for the --issuer issuers (the `aud` this API expects). Repeatable.
+    #[arg(long = "audience", env = "JWT_AUTHZ_AUDIENCE", value_delimiter = ',')]
+    pub audiences: Vec<String>,
+    /// gRPC listen address [default: 0.0.0.0:9191].
+    #[arg(long, env = "JWT_AUTHZ_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Admin (metrics, health) listen address [default: 0.0.0.0:9090].
+    #[arg(long, env = "JWT_AUTHZ_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    /// The config file (or defaults) with the flags applied on top.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if !self.issuers.is_empty() && self.audiences.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "--audience".into(),
+                message: "--issuer needs at least one --audience (the `aud` value tokens for this API carry)".into(),
+            });
+        }
+        if self.issuers.is_empty() && !self.audiences.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "--audience".into(),
+                message: "--audience applies to --issuer issuers; pass --issuer too, or set audiences in the config file".into(),
+            });
+        }
+        for issuer in &self.issuers {
+            config
+                .issuers
+                .push(IssuerConfig::new(issuer.clone(), self.audiences.clone()));
+        }
+        if let Some(addr) = self.grpc_listen {
+            config.listen.grpc = addr;
+        }
+        if let Some(addr) = self.admin_listen {
+            config.listen.admin = addr;
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:9191")]
+    pub grpc_listen: SocketAddr,
+    /// Admin listen address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// Development issuer listen address (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    pub issuer_listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The jwt-authz gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:9191")]
+    pub addr: String,
+    /// The bearer token to check (omit to check a request without one).
+    #[arg(long, env = "JWT_AUTHZ_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+    #[arg(long, default_value = "/")]
+    pub path: String,
+}

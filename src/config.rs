@@ -1,0 +1,511 @@
+//! Typed configuration: the YAML file, merged with command-line flags, validated once at start.
+//! Everything downstream receives parsed types (URLs, durations, algorithm sets), never raw strings;
+//! an invalid configuration is reported with the field that is wrong and what to do about it.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::authz::alg::{Alg, AlgSet};
+
+/// Why a configuration was rejected. The message names the field and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration, as written in the YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    /// `realm` of the RFC 6750 §3 `WWW-Authenticate: Bearer` challenge.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// How long a SIGTERM waits for in-flight checks before the process exits.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    #[serde(default)]
+    pub upstream_headers: UpstreamHeaders,
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default = "default_grpc")]
+    pub grpc: SocketAddr,
+    #[serde(default = "default_admin")]
+    pub admin: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            grpc: default_grpc(),
+            admin: default_admin(),
+        }
+    }
+}
+
+/// Request headers set on allowed requests (client-sent copies are always removed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamHeaders {
+    #[serde(default = "default_sub_header")]
+    pub subject: String,
+    #[serde(default = "default_iss_header")]
+    pub issuer: String,
+}
+
+impl Default for UpstreamHeaders {
+    fn default() -> Self {
+        Self {
+            subject: default_sub_header(),
+            issuer: default_iss_header(),
+        }
+    }
+}
+
+/// One trusted authorization server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The issuer identifier, compared character for character with `iss` (RFC 7519 §4.1.1).
+    pub issuer: String,
+    /// Accepted audiences: a token's `aud` must contain at least one (RFC 7519 §4.1.3).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Where to fetch metadata from, when not `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery_url: Option<Url>,
+    /// Fetch keys from here and skip discovery (e.g. an in-cluster address).
+    #[serde(default)]
+    pub jwks_uri: Option<Url>,
+    /// Signature algorithms accepted from this issuer (RFC 8725 §3.1: never taken from the token).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// How often the key set is refreshed in the background.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// After an unknown-`kid` refetch, further ones wait this long.
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    pub unknown_kid_cooldown: Duration,
+    /// How long a request may wait for an in-flight key fetch before it is denied.
+    #[serde(default = "default_max_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Keys older than this (because refreshes keep failing) are no longer trusted: 503.
+    #[serde(default = "default_max_stale", with = "humantime_serde")]
+    pub max_stale: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Largest discovery or JWKS response accepted, in bytes.
+    #[serde(default = "default_max_bytes")]
+    pub max_response_bytes: usize,
+    /// Permit `http://` for a non-loopback issuer or `jwks_uri` (never do this in production).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+fn default_realm() -> String {
+    "jwt-authz".into()
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9191))
+}
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9090))
+}
+fn default_sub_header() -> String {
+    "x-jwt-sub".into()
+}
+fn default_iss_header() -> String {
+    "x-jwt-iss".into()
+}
+fn default_algorithms() -> Vec<String> {
+    Alg::DEFAULT.iter().map(|a| a.name().to_string()).collect()
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_wait() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_stale() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_bytes() -> usize {
+    1 << 20
+}
+
+impl IssuerConfig {
+    /// An issuer with every setting at its default.
+    pub fn new(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audiences,
+            discovery_url: None,
+            jwks_uri: None,
+            algorithms: default_algorithms(),
+            leeway: default_leeway(),
+            refresh_interval: default_refresh(),
+            unknown_kid_cooldown: default_cooldown(),
+            max_wait: default_max_wait(),
+            max_stale: default_max_stale(),
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            max_response_bytes: default_max_bytes(),
+            allow_insecure_http: false,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: Listen::default(),
+            realm: default_realm(),
+            drain_timeout: default_drain(),
+            upstream_headers: UpstreamHeaders::default(),
+            issuers: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a YAML file (unknown keys are errors).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        serde_norway::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<inline>".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every field and turns the issuers into their validated, parsed form.
+    pub fn validate(&self) -> Result<Vec<Issuer>, ConfigError> {
+        if self.issuers.is_empty() {
+            return Err(invalid(
+                "issuers",
+                "no issuer configured: add one under `issuers:` in the config file, or pass \
+                 --issuer URL --audience AUD",
+            ));
+        }
+        check_realm(&self.realm)?;
+        for (field, name) in [
+            ("upstream_headers.subject", &self.upstream_headers.subject),
+            ("upstream_headers.issuer", &self.upstream_headers.issuer),
+        ] {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.is_empty() {
+                return Err(invalid(
+                    field,
+                    format!("{name:?} is not a valid HTTP header name"),
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.issuers
+            .iter()
+            .enumerate()
+            .map(|(i, cfg)| {
+                let issuer = Issuer::parse(cfg, &format!("issuers[{i}]"))?;
+                if !seen.insert(cfg.issuer.clone()) {
+                    return Err(invalid(
+                        format!("issuers[{i}].issuer"),
+                        format!(
+                            "{:?} is configured twice; each issuer must appear once",
+                            cfg.issuer
+                        ),
+                    ));
+                }
+                Ok(issuer)
+            })
+            .collect()
+    }
+}
+
+fn check_realm(realm: &str) -> Result<(), ConfigError> {
+    // RFC 6750 §3: realm is a quoted-string; keep it to printable ASCII without quotes/backslashes
+    // so it can never break the header.
+    if realm.is_empty()
+        || !realm
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        return Err(invalid(
+            "realm",
+            "must be non-empty printable ASCII without '\"' or '\\'",
+        ));
+    }
+    Ok(())
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Metadata at this URL names the `jwks_uri` (OIDC Discovery §4, RFC 8414 §3).
+    Discover(Vec<Url>),
+    /// Keys fetched straight from this URL.
+    JwksUri(Url),
+}
+
+/// A validated issuer configuration.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    pub id: String,
+    pub audiences: Vec<String>,
+    pub source: KeySource,
+    pub algorithms: AlgSet,
+    pub leeway: Duration,
+    pub refresh_interval: Duration,
+    pub unknown_kid_cooldown: Duration,
+    pub max_wait: Duration,
+    pub max_stale: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_response_bytes: usize,
+    pub allow_insecure_http: bool,
+}
+
+impl Issuer {
+    fn parse(cfg: &IssuerConfig, field: &str) -> Result<Self, ConfigError> {
+        let url = Url::parse(&cfg.issuer).map_err(|e| {
+            invalid(
+                format!("{field}.issuer"),
+                format!("{:?} is not a URL ({e}); use the exact `iss` value your provider puts in tokens", cfg.issuer),
+            )
+        })?;
+        if url.query().is_some() || url.fragment().is_some() {
+            // OIDC Discovery §2 / RFC 8414 §2: the issuer has no query or fragment.
+            return Err(invalid(
+                format!("{field}.issuer"),
+                "an issuer identifier has no query or fragment component",
+            ));
+        }
+        check_scheme(&url, cfg.allow_insecure_http, &format!("{field}.issuer"))?;
+        if cfg.audiences.is_empty() {
+            return Err(invalid(
+                format!("{field}.audiences"),
+                "at least one audience is required (the identifier of this API that tokens carry in `aud`); RFC 9068 §4 requires the audience check",
+            ));
+        }
+        let mut algorithms = AlgSet::EMPTY;
+        for name in &cfg.algorithms {
+            let alg = Alg::from_name(name).ok_or_else(|| {
+                invalid(
+                    format!("{field}.algorithms"),
+                    format!(
+                        "{name:?} is not supported; choose from {} (`none` and HS* are never accepted, RFC 8725 §3.1)",
+                        Alg::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            algorithms.insert(alg);
+        }
+        if algorithms.is_empty() {
+            return Err(invalid(
+                format!("{field}.algorithms"),
+                "list at least one algorithm",
+            ));
+        }
+        let source = match (&cfg.jwks_uri, &cfg.discovery_url) {
+            (Some(uri), _) => {
+                check_scheme(uri, cfg.allow_insecure_http, &format!("{field}.jwks_uri"))?;
+                KeySource::JwksUri(uri.clone())
+            }
+            (None, Some(d)) => {
+                check_scheme(
+                    d,
+                    cfg.allow_insecure_http,
+                    &format!("{field}.discovery_url"),
+                )?;
+                KeySource::Discover(vec![d.clone()])
+            }
+            (None, None) => KeySource::Discover(crate::jwks::discovery::metadata_urls(&url)),
+        };
+        for (name, d) in [
+            ("refresh_interval", cfg.refresh_interval),
+            ("connect_timeout", cfg.connect_timeout),
+            ("request_timeout", cfg.request_timeout),
+            ("max_wait", cfg.max_wait),
+            ("max_stale", cfg.max_stale),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(
+                    format!("{field}.{name}"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+        if cfg.max_response_bytes < 1024 {
+            return Err(invalid(
+                format!("{field}.max_response_bytes"),
+                "must be at least 1024 bytes",
+            ));
+        }
+        Ok(Self {
+            id: cfg.issuer.clone(),
+            audiences: cfg.audiences.clone(),
+            source,
+            algorithms,
+            leeway: cfg.leeway,
+            refresh_interval: cfg.refresh_interval,
+            unknown_kid_cooldown: cfg.unknown_kid_cooldown,
+            max_wait: cfg.max_wait,
+            max_stale: cfg.max_stale,
+            connect_timeout: cfg.connect_timeout,
+            request_timeout: cfg.request_timeout,
+            max_response_bytes: cfg.max_response_bytes,
+            allow_insecure_http: cfg.allow_insecure_http,
+        })
+    }
+}
+
+/// `https` is required, except for loopback hosts (local development and tests) or when the
+/// operator explicitly allows plain HTTP (RFC 8414 §2 requires https issuers; RFC 8725 §3.10).
+fn check_scheme(url: &Url, allow_http: bool, field: &str) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http || is_loopback(url) => Ok(()),
+        "http" => Err(invalid(
+            field,
+            format!(
+                "{url} uses plain http; use https, or set allow_insecure_http: true on this issuer if the network is trusted"
+            ),
+        )),
+        other => Err(invalid(field, format!("scheme {other:?} is not supported; use https"))),
+    }
+}
+
+/// True for `localhost`, 127.0.0.0/8 and `::1`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_keys_naming_them() {
+        let err = Config::from_yaml("issuers: []\nbogus: 1\n").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn requires_an_issuer() {
+        let err = Config::default().validate().unwrap_err();
+        assert!(err.to_string().starts_with("issuers:"), "{err}");
+    }
+
+    #[test]
+    fn parses_durations_and_algorithms() {
+        let cfg = Config::from_yaml(
+            "issuers:\n- issuer: https://idp.example\n  audiences: [api]\n  leeway: 5s\n  algorithms: [ES256]\n",
+        )
+        .unwrap();
+        let issuers = cfg.validate().unwrap();
+        assert_eq!(issuers[0].leeway, Duration::from_secs(5));
+        assert!(issuers[0].algorithms.contains(Alg::ES256));
+        assert!(!issuers[0].algorithms.contains(Alg::RS256));
+    }
+
+    #[test]
+    fn rejects_hs256_and_none_in_allowlist() {
+        for alg in ["HS256", "none"] {
+            let cfg = Config::from_yaml(&format!(
+                "issuers:\n- issuer: https://idp.example\n  audiences: [api]\n  algorithms: [{alg}]\n"
+            ))
+            .unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("issuers[0].algorithms"), "{err}");
+        }
+    }
+
+    #[test]
+    fn rejects_plain_http_for_remote_issuer_but_allows_loopback() {
+        let remote =
+            Config::from_yaml("issuers:\n- issuer: http://idp.example\n  audiences: [a]\n")
+                .unwrap();
+        assert!(remote
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("allow_insecure_http"));
+        let local =
+            Config::from_yaml("issuers:\n- issuer: http://127.0.0.1:8080/x\n  audiences: [a]\n")
+                .unwrap();
+        assert!(local.validate().is_ok());
+    }
+
+    #[test]
+    fn explicit_jwks_uri_skips_discovery() {
+        let cfg = Config::from_yaml(
+            "issuers:\n- issuer: https://idp.example\n  audiences: [a]\n  jwks_uri: https://keys.internal/jwks\n",
+        )
+        .unwrap();
+        let issuer = &cfg.validate().unwrap()[0];
+        assert_eq!(
+            issuer.source,
+            KeySource::JwksUri(Url::parse("https://keys.internal/jwks").unwrap())
+        );
+    }
+}

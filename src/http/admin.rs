@@ -1,0 +1,51 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
+//! `/readyz` (every issuer has usable keys and the process is not draining). It never serves a
+//! check, so it can stay on a port the outside world cannot reach.
+
+use std::{future::Future, sync::Arc};
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use tokio::net::TcpListener;
+
+use crate::app::Shared;
+
+/// Serves the admin routes until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(shared);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        shared.metrics.render(),
+    )
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if shared.is_ready() {
+        return (StatusCode::OK, "ready\n".to_owned());
+    }
+    let authorizer = shared.authorizer();
+    let mut body = String::from("not ready\n");
+    for keys in authorizer.issuers() {
+        if !keys.is_ready() {
+            let why = keys
+                .last_error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "keys not loaded yet".into());
+            body.push_str(&format!("issuer {}: {why}\n", keys.issuer.id));
+        }
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body)
+}

@@ -1,0 +1,3 @@
+//! HTTP listeners: the admin port (metrics, liveness, readiness).
+
+pub mod admin;

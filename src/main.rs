@@ -1,0 +1,208 @@
+//! Wiring only: parse the command line, set up logging, build the app, serve until SIGTERM.
+
+#![forbid(unsafe_code)]
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Parser;
+use jwt_authz::{
+    app::App,
+    cli::{CallArgs, Cli, Command, DemoArgs, ServeArgs},
+    config::{Config, IssuerConfig},
+    dev::DevIssuer,
+    telemetry,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Demo(args) => demo(args).await,
+            Command::Call(args) => call(args).await,
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.load() {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    run(config).await
+}
+
+async fn run(config: Config) -> ExitCode {
+    let app = match App::bind(config).await {
+        Ok(app) => app,
+        Err(jwt_authz::app::StartError::Config(e)) => return config_error(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "listening");
+    match app.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_error(e: jwt_authz::config::ConfigError) -> ExitCode {
+    eprintln!("error: invalid configuration: {e}");
+    eprintln!("hint: see `jwt-authz serve --help` and the Configuration section of the README");
+    ExitCode::from(2)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn demo(args: DemoArgs) -> ExitCode {
+    if !args.issuer_listen.ip().is_loopback() {
+        eprintln!("error: the development issuer only listens on loopback");
+        return ExitCode::from(2);
+    }
+    let (issuer, _task) = match DevIssuer::start(args.issuer_listen).await {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!(
+                "error: cannot start the development issuer on {}: {e}",
+                args.issuer_listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let audience = "https://api.example.test";
+    let mut config = Config::default();
+    config.listen.grpc = args.grpc_listen;
+    config.listen.admin = args.admin_listen;
+    config.issuers.push(IssuerConfig::new(
+        issuer.issuer.clone(),
+        vec![audience.into()],
+    ));
+    let token = issuer.token(audience, "demo-user");
+    println!(
+        "\njwt-authz demo\n\
+         \n  development issuer  {iss}  (discovery: {iss}/.well-known/openid-configuration)\
+         \n  ext_authz gRPC      {grpc}\
+         \n  admin               http://{admin}/metrics  /healthz  /readyz\
+         \n\nA token for audience {audience}, valid for one hour:\n\n{token}\n\
+         \nTry it (in another terminal):\n\
+         \n  jwt-authz call --addr http://{grpc} --token {token}\
+         \n  jwt-authz call --addr http://{grpc}            # no token: 401\
+         \n  grpcurl -plaintext {grpc} list                  # reflection\n\
+         \nPress Ctrl-C to stop.\n",
+        iss = issuer.issuer,
+        grpc = args.grpc_listen,
+        admin = args.admin_listen,
+    );
+    run(config).await
+}
+
+async fn call(args: CallArgs) -> ExitCode {
+    use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
+    use envoy_types::pb::envoy::service::auth::v3::{
+        attribute_context::{HttpRequest, Request},
+        authorization_client::AuthorizationClient,
+        AttributeContext,
+    };
+    let mut headers = std::collections::HashMap::new();
+    if let Some(token) = &args.token {
+        headers.insert("authorization".to_owned(), format!("Bearer {token}"));
+    }
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: args.method,
+                    host: args.host,
+                    path: args.path,
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let connect = tokio::time::timeout(
+        Duration::from_secs(5),
+        AuthorizationClient::connect(args.addr.clone()),
+    );
+    let mut client = match connect.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            eprintln!("error: cannot connect to {}: {e}", args.addr);
+            return ExitCode::from(2);
+        }
+        Err(_) => {
+            eprintln!("error: timed out connecting to {}", args.addr);
+            return ExitCode::from(2);
+        }
+    };
+    let response = match client.check(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            eprintln!("error: Check failed: {status}");
+            return ExitCode::from(2);
+        }
+    };
+    match response.http_response {
+        Some(HttpResponse::OkResponse(ok)) => {
+            println!("ALLOW");
+            for h in ok.headers.iter().filter_map(|h| h.header.as_ref()) {
+                println!("  set upstream header {}: {}", h.key, h.value);
+            }
+            for name in &ok.headers_to_remove {
+                println!("  remove upstream header {name}");
+            }
+            ExitCode::SUCCESS
+        }
+        Some(HttpResponse::DeniedResponse(denied)) => {
+            let status = denied.status.map(|s| s.code).unwrap_or(403);
+            println!("DENY {status}");
+            for h in denied.headers.iter().filter_map(|h| h.header.as_ref()) {
+                println!("  {}: {}", h.key, h.value);
+            }
+            println!("  body: {}", denied.body);
+            ExitCode::from(1)
+        }
+        _ => {
+            let code = response.status.map(|s| s.code).unwrap_or(-1);
+            println!("{}", if code == 0 { "ALLOW" } else { "DENY" });
+            ExitCode::from(if code == 0 { 0 } else { 1 })
+        }
+    }
+}
