@@ -2,7 +2,12 @@
 //! Everything downstream receives parsed types (URLs, durations, algorithm sets), never raw strings;
 //! an invalid configuration is reported with the field that is wrong and what to do about it.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use serde::Deserialize;
 use url::Url;
@@ -101,15 +106,31 @@ pub struct IssuerConfig {
     /// Fetch keys from here and skip discovery (e.g. an in-cluster address).
     #[serde(default)]
     pub jwks_uri: Option<Url>,
+    /// A static JWKS file (air-gapped setups): no network at all for this issuer.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// A static JWKS given inline in the config (a JSON object with `keys`).
+    #[serde(default)]
+    pub jwks_inline: Option<serde_json::Value>,
+    /// PEM bundle of extra CA certificates trusted for this issuer's metadata and JWKS (private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Where to keep the last good JWKS, loaded at start if the provider is unreachable.
+    #[serde(default)]
+    pub cache_file: Option<PathBuf>,
     /// Signature algorithms accepted from this issuer (RFC 8725 §3.1: never taken from the token).
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
-    /// How often the key set is refreshed in the background.
+    /// How often the key set is refreshed in the background; also the upper bound on a
+    /// `Cache-Control: max-age` the JWKS response asks for.
     #[serde(default = "default_refresh", with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// Lower bound on the refresh period, whatever `Cache-Control` says.
+    #[serde(default = "default_min_refresh", with = "humantime_serde")]
+    pub min_refresh_interval: Duration,
     /// After an unknown-`kid` refetch, further ones wait this long.
     #[serde(default = "default_cooldown", with = "humantime_serde")]
     pub unknown_kid_cooldown: Duration,
@@ -158,6 +179,9 @@ fn default_leeway() -> Duration {
 fn default_refresh() -> Duration {
     Duration::from_secs(300)
 }
+fn default_min_refresh() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_cooldown() -> Duration {
     Duration::from_secs(10)
 }
@@ -185,9 +209,14 @@ impl IssuerConfig {
             audiences,
             discovery_url: None,
             jwks_uri: None,
+            jwks_file: None,
+            jwks_inline: None,
+            ca_file: None,
+            cache_file: None,
             algorithms: default_algorithms(),
             leeway: default_leeway(),
             refresh_interval: default_refresh(),
+            min_refresh_interval: default_min_refresh(),
             unknown_kid_cooldown: default_cooldown(),
             max_wait: default_max_wait(),
             max_stale: default_max_stale(),
@@ -300,6 +329,8 @@ pub enum KeySource {
     Discover(Vec<Url>),
     /// Keys fetched straight from this URL.
     JwksUri(Url),
+    /// A fixed JWKS document (from `jwks_file` or `jwks_inline`), never refreshed from a network.
+    Static(Arc<[u8]>),
 }
 
 /// A validated issuer configuration.
@@ -311,6 +342,10 @@ pub struct Issuer {
     pub algorithms: AlgSet,
     pub leeway: Duration,
     pub refresh_interval: Duration,
+    pub min_refresh_interval: Duration,
+    /// PEM bundle of extra trusted CAs.
+    pub ca_pem: Option<Vec<u8>>,
+    pub cache_file: Option<PathBuf>,
     pub unknown_kid_cooldown: Duration,
     pub max_wait: Duration,
     pub max_stale: Duration,
@@ -361,21 +396,7 @@ impl Issuer {
                 "list at least one algorithm",
             ));
         }
-        let source = match (&cfg.jwks_uri, &cfg.discovery_url) {
-            (Some(uri), _) => {
-                check_scheme(uri, cfg.allow_insecure_http, &format!("{field}.jwks_uri"))?;
-                KeySource::JwksUri(uri.clone())
-            }
-            (None, Some(d)) => {
-                check_scheme(
-                    d,
-                    cfg.allow_insecure_http,
-                    &format!("{field}.discovery_url"),
-                )?;
-                KeySource::Discover(vec![d.clone()])
-            }
-            (None, None) => KeySource::Discover(crate::jwks::discovery::metadata_urls(&url)),
-        };
+        let source = Self::key_source(cfg, &url, &algorithms, field)?;
         for (name, d) in [
             ("refresh_interval", cfg.refresh_interval),
             ("connect_timeout", cfg.connect_timeout),
@@ -390,6 +411,39 @@ impl Issuer {
                 ));
             }
         }
+        if cfg.min_refresh_interval > cfg.refresh_interval {
+            return Err(invalid(
+                format!("{field}.min_refresh_interval"),
+                "must not be greater than refresh_interval",
+            ));
+        }
+        if cfg.max_stale <= cfg.refresh_interval {
+            return Err(invalid(
+                format!("{field}.max_stale"),
+                format!(
+                    "must be longer than refresh_interval ({}), or keys would expire between two healthy refreshes",
+                    humantime::format_duration(cfg.refresh_interval)
+                ),
+            ));
+        }
+        let ca_pem = match &cfg.ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    invalid(
+                        format!("{field}.ca_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                if reqwest::Certificate::from_pem_bundle(&pem).map_or(true, |c| c.is_empty()) {
+                    return Err(invalid(
+                        format!("{field}.ca_file"),
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                Some(pem)
+            }
+        };
         if cfg.max_response_bytes < 1024 {
             return Err(invalid(
                 format!("{field}.max_response_bytes"),
@@ -403,6 +457,9 @@ impl Issuer {
             algorithms,
             leeway: cfg.leeway,
             refresh_interval: cfg.refresh_interval,
+            min_refresh_interval: cfg.min_refresh_interval,
+            ca_pem,
+            cache_file: cfg.cache_file.clone(),
             unknown_kid_cooldown: cfg.unknown_kid_cooldown,
             max_wait: cfg.max_wait,
             max_stale: cfg.max_stale,
@@ -410,6 +467,72 @@ impl Issuer {
             request_timeout: cfg.request_timeout,
             max_response_bytes: cfg.max_response_bytes,
             allow_insecure_http: cfg.allow_insecure_http,
+        })
+    }
+}
+
+impl Issuer {
+    /// Discovery, an explicit `jwks_uri`, or a static key set — exactly one.
+    fn key_source(
+        cfg: &IssuerConfig,
+        issuer: &Url,
+        algorithms: &AlgSet,
+        field: &str,
+    ) -> Result<KeySource, ConfigError> {
+        let set = [
+            cfg.jwks_uri.is_some(),
+            cfg.jwks_file.is_some(),
+            cfg.jwks_inline.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set > 1 || (set == 1 && cfg.discovery_url.is_some()) {
+            return Err(invalid(
+                field,
+                "set at most one of discovery_url, jwks_uri, jwks_file, jwks_inline",
+            ));
+        }
+        let static_doc = match (&cfg.jwks_file, &cfg.jwks_inline) {
+            (Some(path), _) => Some(std::fs::read(path).map_err(|e| {
+                invalid(
+                    format!("{field}.jwks_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?),
+            (None, Some(doc)) => Some(doc.to_string().into_bytes()),
+            (None, None) => None,
+        };
+        if let Some(doc) = static_doc {
+            crate::jwks::KeySet::parse(&doc, *algorithms).map_err(|e| {
+                invalid(
+                    format!(
+                        "{field}.{}",
+                        if cfg.jwks_file.is_some() {
+                            "jwks_file"
+                        } else {
+                            "jwks_inline"
+                        }
+                    ),
+                    e.to_string(),
+                )
+            })?;
+            return Ok(KeySource::Static(doc.into()));
+        }
+        Ok(match (&cfg.jwks_uri, &cfg.discovery_url) {
+            (Some(uri), _) => {
+                check_scheme(uri, cfg.allow_insecure_http, &format!("{field}.jwks_uri"))?;
+                KeySource::JwksUri(uri.clone())
+            }
+            (None, Some(d)) => {
+                check_scheme(
+                    d,
+                    cfg.allow_insecure_http,
+                    &format!("{field}.discovery_url"),
+                )?;
+                KeySource::Discover(vec![d.clone()])
+            }
+            (None, None) => KeySource::Discover(crate::jwks::discovery::metadata_urls(issuer)),
         })
     }
 }

@@ -42,6 +42,7 @@ impl FrontendMetrics {
 /// Handles for one issuer.
 pub struct IssuerMetrics {
     pub keys: IntGauge,
+    pub age: Gauge,
     pub last_success: Gauge,
     pub refresh_ok: IntCounter,
     refresh_fail: IntCounterVec,
@@ -74,6 +75,7 @@ pub struct Metrics {
     refreshes: IntCounterVec,
     keys: IntGaugeVec,
     last_success: GaugeVec,
+    age: GaugeVec,
     skipped: IntCounterVec,
     refetches: IntCounterVec,
     waiting: IntGaugeVec,
@@ -128,6 +130,13 @@ impl Metrics {
             ),
             &["issuer"],
         ));
+        let age = must(GaugeVec::new(
+            Opts::new(
+                "jwks_age_seconds",
+                "Age of the key set in use per issuer (time since it was fetched).",
+            ),
+            &["issuer"],
+        ));
         let skipped = must(IntCounterVec::new(
             Opts::new(
                 "jwks_skipped_keys_total",
@@ -161,6 +170,7 @@ impl Metrics {
             Box::new(refreshes.clone()),
             Box::new(keys.clone()),
             Box::new(last_success.clone()),
+            Box::new(age.clone()),
             Box::new(skipped.clone()),
             Box::new(refetches.clone()),
             Box::new(waiting.clone()),
@@ -187,6 +197,7 @@ impl Metrics {
             refreshes,
             keys,
             last_success,
+            age,
             skipped,
             refetches,
             waiting,
@@ -201,6 +212,7 @@ impl Metrics {
     pub fn issuer(&self, issuer: &str) -> IssuerMetrics {
         IssuerMetrics {
             keys: self.keys.with_label_values(&[issuer]),
+            age: self.age.with_label_values(&[issuer]),
             last_success: self.last_success.with_label_values(&[issuer]),
             refresh_ok: self.refreshes.with_label_values(&[issuer, "ok"]),
             refresh_fail: self.refreshes.clone(),

@@ -8,13 +8,17 @@ use serde_json::{Map, Value};
 
 use super::{
     alg::Alg,
-    claims::{self, Claims},
+    claims::{self, Claims, JsonError},
     Deny,
 };
 use crate::config::Issuer;
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A decoded JOSE header larger than this is refused (real headers are well under 1 KiB; a
+/// large one can only be padding or an attempt to smuggle `jwk`/`x5c` material).
+pub const MAX_HEADER_BYTES: usize = 4 * 1024;
 
 /// A token split and decoded, not yet trusted.
 #[derive(Debug)]
@@ -53,9 +57,19 @@ impl<'t> Jws<'t> {
         let (header_b64, payload_b64) = signing_input
             .split_once('.')
             .ok_or(Deny::Malformed("no payload"))?;
-        let header = b64(header_b64)
-            .and_then(|h| claims::parse_object(&h))
-            .ok_or(Deny::Malformed("header is not a base64url JSON object"))?;
+        // Bound the header before decoding it: base64url of MAX_HEADER_BYTES is at most this long.
+        if header_b64.len() > MAX_HEADER_BYTES.div_ceil(3) * 4 {
+            return Err(Deny::Malformed("header is too large"));
+        }
+        let header = b64(header_b64).ok_or(Deny::Malformed("header is not base64url"))?;
+        if header.len() > MAX_HEADER_BYTES {
+            return Err(Deny::Malformed("header is too large"));
+        }
+        let header = claims::parse_object(&header).map_err(|e| match e {
+            // RFC 7515 §4: Header Parameter names must be unique.
+            JsonError::DuplicateMember => Deny::Malformed("duplicate member name in the header"),
+            JsonError::Invalid => Deny::Malformed("header is not a JSON object"),
+        })?;
         let alg = match header.get("alg") {
             Some(Value::String(name)) => Alg::from_name(name).ok_or(Deny::UnsupportedAlg)?,
             _ => return Err(Deny::Malformed("header has no alg")),
@@ -65,9 +79,18 @@ impl<'t> Jws<'t> {
         if header.contains_key("crit") {
             return Err(Deny::Malformed("unsupported critical header parameter"));
         }
-        // RFC 7519 §5.2: `cty: JWT` marks a nested JWT; an access token is never nested.
+        // RFC 7519 §5.2: `cty: JWT` marks a nested JWT; an access token is never nested. The
+        // media type is case-insensitive and may carry its `application/` prefix (RFC 7515
+        // §4.1.10), so `application/JWT` is the same thing.
         if let Some(cty) = header.get("cty") {
-            if cty.as_str().is_none_or(|c| c.eq_ignore_ascii_case("jwt")) {
+            let media = cty.as_str().map(|c| {
+                let lower = c.to_ascii_lowercase();
+                lower
+                    .strip_prefix("application/")
+                    .unwrap_or(&lower)
+                    .to_owned()
+            });
+            if media.is_none_or(|m| m == "jwt") {
                 return Err(Deny::Malformed("nested tokens are not accepted"));
             }
         }
@@ -79,9 +102,19 @@ impl<'t> Jws<'t> {
             return Err(Deny::Malformed("empty signature"));
         }
         let signature = b64(sig).ok_or(Deny::Malformed("signature is not base64url"))?;
-        let payload = b64(payload_b64)
-            .and_then(|p| claims::parse_object(&p))
-            .ok_or(Deny::Malformed("claims are not a base64url JSON object"))?;
+        if fixed_signature_len(alg).is_some_and(|len| signature.len() != len) {
+            // RFC 7518 §3.4: an ECDSA signature is the fixed-length R‖S concatenation, never
+            // DER; RFC 8037 §3.1: Ed25519 signatures are 64 octets. Refused before any crypto.
+            return Err(Deny::Malformed(
+                "signature has the wrong length for its algorithm",
+            ));
+        }
+        let payload = b64(payload_b64).ok_or(Deny::Malformed("claims are not base64url"))?;
+        let payload = claims::parse_object(&payload).map_err(|e| match e {
+            // RFC 7519 §4: Claim Names within a JWT Claims Set must be unique.
+            JsonError::DuplicateMember => Deny::Malformed("duplicate member name in the claims"),
+            JsonError::Invalid => Deny::Malformed("claims are not a JSON object"),
+        })?;
         let iss = match payload.get("iss") {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(Deny::InvalidClaim("iss")),
@@ -136,6 +169,15 @@ impl<'t> Jws<'t> {
             exp,
             all: self.payload,
         })
+    }
+}
+
+/// The exact signature length of algorithms whose signatures have one (RSA depends on the key).
+fn fixed_signature_len(alg: Alg) -> Option<usize> {
+    match alg {
+        Alg::ES256 | Alg::EdDSA => Some(64),
+        Alg::ES384 => Some(96),
+        _ => None,
     }
 }
 

@@ -26,6 +26,9 @@ pub async fn serve(
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    for keys in shared.authorizer().issuers() {
+        keys.publish_age();
+    }
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         shared.metrics.render(),

@@ -70,11 +70,22 @@ async fn discover_one(
     allow_http: bool,
 ) -> Result<Url, FetchError> {
     let doc = fetcher.get(url, ACCEPT_JSON).await?;
-    let meta: Metadata =
-        serde_json::from_slice(&doc.body).map_err(|e| FetchError::InvalidJson {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+    parse_metadata(&doc.body, url, expected_issuer, allow_http)
+}
+
+/// Parses a metadata document fetched from `url` and returns its validated `jwks_uri`: the
+/// `issuer` must match exactly and the `jwks_uri` must be https (unless loopback or allowed).
+/// Pure, so it can be fuzzed.
+pub fn parse_metadata(
+    body: &[u8],
+    url: &Url,
+    expected_issuer: &str,
+    allow_http: bool,
+) -> Result<Url, FetchError> {
+    let meta: Metadata = serde_json::from_slice(body).map_err(|e| FetchError::InvalidJson {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
     if meta.issuer != expected_issuer {
         return Err(FetchError::IssuerMismatch {
             url: url.to_string(),

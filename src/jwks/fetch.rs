@@ -101,7 +101,12 @@ impl Fetcher {
                 attempt.follow()
             }
         });
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &issuer.ca_pem {
+            // Validated at config load; trusted in addition to the system roots.
+            builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem)?);
+        }
+        let client = builder
             .connect_timeout(issuer.connect_timeout)
             .timeout(issuer.request_timeout)
             .redirect(redirects)

@@ -126,6 +126,15 @@ struct RawJwk {
 impl KeySet {
     /// Parses a JWKS document, keeping keys usable with `allowed` algorithms.
     pub fn parse(body: &[u8], allowed: AlgSet) -> Result<KeySet, KeySetError> {
+        Self::parse_at(body, allowed, SystemTime::now())
+    }
+
+    /// As [`KeySet::parse`], for a document obtained at `fetched_at` (e.g. a cache file).
+    pub fn parse_at(
+        body: &[u8],
+        allowed: AlgSet,
+        fetched_at: SystemTime,
+    ) -> Result<KeySet, KeySetError> {
         let raw: RawSet =
             serde_json::from_slice(body).map_err(|e| KeySetError::NotAKeySet(e.to_string()))?;
         let mut keys = Vec::new();
@@ -156,7 +165,7 @@ impl KeySet {
         Ok(KeySet {
             keys,
             skipped,
-            fetched_at: SystemTime::now(),
+            fetched_at,
         })
     }
 

@@ -8,8 +8,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::store::{Cause, IssuerKeys};
 
-/// Shortest time between two scheduled fetches, whatever `Cache-Control` says.
-const MIN_INTERVAL: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -19,9 +17,15 @@ pub async fn run(keys: Arc<IssuerKeys>, shutdown: CancellationToken) {
     loop {
         let report = keys.fetch(Cause::Scheduled).await;
         let delay = match report {
+            Some(r) if r.ok && keys.is_static() => return,
             Some(r) if r.ok => {
                 failures = 0;
-                next_refresh(keys.issuer.refresh_interval, r.max_age)
+                let i = &keys.issuer;
+                jitter(next_refresh(
+                    i.min_refresh_interval,
+                    i.refresh_interval,
+                    r.max_age,
+                ))
             }
             _ => {
                 failures = failures.saturating_add(1);
@@ -35,10 +39,14 @@ pub async fn run(keys: Arc<IssuerKeys>, shutdown: CancellationToken) {
     }
 }
 
-/// The server's cache lifetime, bounded by [MIN_INTERVAL, configured interval].
-pub fn next_refresh(interval: Duration, max_age: Option<Duration>) -> Duration {
-    let upper = interval.max(MIN_INTERVAL);
-    max_age.unwrap_or(upper).clamp(MIN_INTERVAL, upper)
+/// The server's cache lifetime (RFC 9111 §4.2), bounded by the configured [min, max].
+pub fn next_refresh(min: Duration, max: Duration, max_age: Option<Duration>) -> Duration {
+    max_age.unwrap_or(max).clamp(min, max.max(min))
+}
+
+/// Up to 10% earlier, so a fleet of sidecars does not refresh in lockstep (and before expiry).
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(1.0 - 0.1 * rand::random::<f64>())
 }
 
 /// Exponential backoff with full jitter: uniformly in [base/2, base], base doubling to a cap.
@@ -56,14 +64,26 @@ mod tests {
 
     #[test]
     fn max_age_is_bounded_by_configured_interval() {
-        let i = Duration::from_secs(300);
-        assert_eq!(next_refresh(i, None), i);
+        let (min, max) = (Duration::from_secs(30), Duration::from_secs(300));
+        assert_eq!(next_refresh(min, max, None), max);
+        let minute = Duration::from_secs(60);
+        assert_eq!(next_refresh(min, max, Some(minute)), minute);
         assert_eq!(
-            next_refresh(i, Some(Duration::from_secs(60))),
-            Duration::from_secs(60)
+            next_refresh(min, max, Some(Duration::from_secs(86400))),
+            max
         );
-        assert_eq!(next_refresh(i, Some(Duration::from_secs(86400))), i);
-        assert_eq!(next_refresh(i, Some(Duration::ZERO)), MIN_INTERVAL);
+        assert_eq!(next_refresh(min, max, Some(Duration::ZERO)), min);
+    }
+
+    #[test]
+    fn jitter_only_shortens_by_at_most_ten_percent() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_secs(100));
+            assert!(
+                d <= Duration::from_secs(100) && d >= Duration::from_secs(90),
+                "{d:?}"
+            );
+        }
     }
 
     #[test]

@@ -97,6 +97,21 @@ impl IssuerKeys {
         self.current().is_some()
     }
 
+    /// Updates the key-set age gauge (called when metrics are scraped).
+    pub fn publish_age(&self) {
+        if let Some(set) = self.keys.load_full() {
+            let age = SystemTime::now()
+                .duration_since(set.fetched_at)
+                .unwrap_or_default();
+            self.metrics.age.set(age.as_secs_f64());
+        }
+    }
+
+    /// True for a static key set, which needs no refresh loop.
+    pub fn is_static(&self) -> bool {
+        matches!(self.issuer.source, KeySource::Static(_))
+    }
+
     /// The last fetch error, if the last fetch failed.
     pub fn last_error(&self) -> Option<Arc<String>> {
         self.last_error.load_full()
@@ -213,9 +228,28 @@ impl IssuerKeys {
         Join::Wait(rx)
     }
 
-    /// Discovery (when needed) and the JWKS GET. Installs the new set on success.
+    /// Discovery (when needed) and the JWKS GET. Installs the new set on success; on failure
+    /// with nothing loaded yet, falls back to the last-known-good cache file.
     async fn load(&self) -> Result<Option<Duration>, FetchError> {
+        let result = self.load_remote().await;
+        if result.is_err() && self.keys.load().is_none() {
+            self.load_cache_file().await;
+        }
+        result
+    }
+
+    async fn load_remote(&self) -> Result<Option<Duration>, FetchError> {
         let uri = match &self.issuer.source {
+            KeySource::Static(doc) => {
+                let set = KeySet::parse(doc, self.issuer.algorithms).map_err(|source| {
+                    FetchError::KeySet {
+                        url: "static key set".into(),
+                        source,
+                    }
+                })?;
+                self.install(set);
+                return Ok(None);
+            }
             KeySource::JwksUri(uri) => uri.clone(),
             KeySource::Discover(urls) => match self.jwks_uri.load_full() {
                 Some(uri) => (*uri).clone(),
@@ -246,12 +280,56 @@ impl IssuerKeys {
                 source,
             }
         })?;
+        self.install(set);
+        self.save_cache_file(&fetched.body).await;
+        Ok(fetched.max_age)
+    }
+
+    fn install(&self, set: KeySet) {
         for (_, reason) in set.skipped() {
             self.metrics.skipped_key(reason.label());
         }
         self.metrics.keys.set(set.keys().len() as i64);
         self.keys.store(Some(Arc::new(set)));
-        Ok(fetched.max_age)
+    }
+
+    /// Writes the JWKS next to the cache path and renames it into place (never a torn file).
+    async fn save_cache_file(&self, body: &[u8]) {
+        let Some(path) = &self.issuer.cache_file else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        let result = async {
+            tokio::fs::write(&tmp, body).await?;
+            tokio::fs::rename(&tmp, path).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(issuer = %self.issuer.id, path = %path.display(), error = %e, "cannot write the JWKS cache file");
+        }
+    }
+
+    /// Installs keys from the cache file, dated by its modification time so `max_stale` holds.
+    async fn load_cache_file(&self) {
+        let Some(path) = &self.issuer.cache_file else {
+            return;
+        };
+        let Ok(body) = tokio::fs::read(path).await else {
+            return;
+        };
+        let fetched_at = tokio::fs::metadata(path)
+            .await
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match KeySet::parse_at(&body, self.issuer.algorithms, fetched_at) {
+            Ok(set) => {
+                tracing::warn!(issuer = %self.issuer.id, path = %path.display(), "provider unreachable: serving the last-known-good key set from the cache file");
+                self.install(set);
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.issuer.id, path = %path.display(), error = %e, "ignoring unusable JWKS cache file");
+            }
+        }
     }
 
     fn record(&self, result: Result<Option<Duration>, FetchError>) -> FetchReport {

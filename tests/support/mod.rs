@@ -2,7 +2,7 @@
 //! HTTP server on 127.0.0.1:0 serving discovery and JWKS with keys minted in the test), an
 //! in-process jwt-authz on 127.0.0.1:0, and a gRPC Check client.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::{
     collections::HashMap,
@@ -81,6 +81,7 @@ struct Counts {
     oidc: AtomicUsize,
     rfc8414: AtomicUsize,
     jwks: AtomicUsize,
+    jwks_done: AtomicUsize,
     other: AtomicUsize,
 }
 
@@ -160,6 +161,10 @@ impl TestIssuer {
     pub fn jwks_requests(&self) -> usize {
         self.counts.jwks.load(Ordering::SeqCst)
     }
+    /// JWKS requests answered (the delay elapsed).
+    pub fn jwks_answered(&self) -> usize {
+        self.counts.jwks_done.load(Ordering::SeqCst)
+    }
     pub fn other_requests(&self) -> usize {
         self.counts.other.load(Ordering::SeqCst)
     }
@@ -219,6 +224,7 @@ async fn serve(State(s): State<IssuerState>, uri: Uri) -> Response {
             )
         };
         tokio::time::sleep(delay).await;
+        s.counts.jwks_done.fetch_add(1, Ordering::SeqCst);
         if status != 200 {
             return StatusCode::from_u16(status).unwrap().into_response();
         }

@@ -169,3 +169,106 @@ fn rejects_duplicate_claims() {
         Deny::Malformed(_)
     ));
 }
+
+#[test]
+fn rejects_duplicate_header_parameters() {
+    let key = SigningKey::generate(Alg::ES256, None);
+    let token = key.sign_parts(
+        r#"{"alg":"ES256","kid":"a","kid":"b"}"#,
+        &claims_with(json!({})).to_string(),
+    );
+    assert_eq!(
+        Jws::parse(&token).unwrap_err(),
+        Deny::Malformed("duplicate member name in the header")
+    );
+}
+
+#[test]
+fn rejects_duplicate_claims_at_any_depth() {
+    let key = SigningKey::generate(Alg::ES256, None);
+    let token = key.sign_parts(
+        r#"{"alg":"ES256"}"#,
+        r#"{"iss":"https://idp.example","realm_access":{"roles":["a"],"roles":["admin"]}}"#,
+    );
+    assert_eq!(
+        Jws::parse(&token).unwrap_err(),
+        Deny::Malformed("duplicate member name in the claims")
+    );
+}
+
+#[test]
+fn header_size_is_bounded_after_decoding() {
+    let key = SigningKey::generate(Alg::ES256, None);
+    let payload = claims_with(json!({})).to_string();
+    let header = |pad: usize| format!(r#"{{"alg":"ES256","x":"{}"}}"#, "a".repeat(pad));
+    let at_limit = header(MAX_HEADER_BYTES - header(0).len());
+    assert_eq!(at_limit.len(), MAX_HEADER_BYTES);
+    assert!(Jws::parse(&key.sign_parts(&at_limit, &payload)).is_ok());
+    let over = header(MAX_HEADER_BYTES + 1 - header(0).len());
+    assert_eq!(
+        Jws::parse(&key.sign_parts(&over, &payload)).unwrap_err(),
+        Deny::Malformed("header is too large")
+    );
+    // Far over: refused on the encoded length, before decoding.
+    let huge = format!("{}.e30.c2ln", "A".repeat(8 * 1024));
+    assert_eq!(
+        Jws::parse(&huge).unwrap_err(),
+        Deny::Malformed("header is too large")
+    );
+}
+
+#[test]
+fn rejects_ecdsa_and_eddsa_signatures_of_the_wrong_length() {
+    let payload = b64(claims_with(json!({})).to_string());
+    for (alg, ok_len) in [("ES256", 64), ("ES384", 96), ("EdDSA", 64)] {
+        let header = b64(format!(r#"{{"alg":"{alg}"}}"#));
+        for len in [ok_len - 1, ok_len + 1, ok_len + 8] {
+            let token = format!("{header}.{payload}.{}", b64(vec![1u8; len]));
+            assert_eq!(
+                Jws::parse(&token).unwrap_err(),
+                Deny::Malformed("signature has the wrong length for its algorithm"),
+                "{alg} {len}"
+            );
+        }
+        let token = format!("{header}.{payload}.{}", b64(vec![1u8; ok_len]));
+        assert!(Jws::parse(&token).is_ok(), "{alg}");
+    }
+}
+
+#[test]
+fn rejects_nested_tokens_whatever_the_spelling_of_cty() {
+    let key = SigningKey::generate(Alg::ES256, None);
+    let payload = claims_with(json!({})).to_string();
+    for cty in [
+        r#""JWT""#,
+        r#""jwt""#,
+        r#""application/JWT""#,
+        r#""Application/jwt""#,
+        "1",
+    ] {
+        let token = key.sign_parts(&format!(r#"{{"alg":"ES256","cty":{cty}}}"#), &payload);
+        assert_eq!(
+            Jws::parse(&token).unwrap_err(),
+            Deny::Malformed("nested tokens are not accepted"),
+            "{cty}"
+        );
+    }
+    let token = key.sign_parts(r#"{"alg":"ES256","cty":"json"}"#, &payload);
+    assert!(Jws::parse(&token).is_ok());
+}
+
+#[test]
+fn rejects_padded_and_non_canonical_base64url() {
+    let key = SigningKey::generate(Alg::ES256, None);
+    let token = key.mint(&claims_with(json!({})));
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    assert!(matches!(
+        Jws::parse(&format!("{input}.{sig}==")).unwrap_err(),
+        Deny::Malformed(_)
+    ));
+    // `e30` is `{}`; `e31` decodes to the same bytes with non-zero trailing bits.
+    assert!(matches!(
+        Jws::parse(&format!("e31.{}", &input[input.find('.').unwrap() + 1..])).unwrap_err(),
+        Deny::Malformed(_)
+    ));
+}
