@@ -20,7 +20,10 @@ use crate::{
     authz::{Authorizer, Responder},
     config::{Config, ConfigError},
     grpc::{self, ExtAuthz},
-    http::admin,
+    http::{
+        admin, forward_auth,
+        proxy::{self, ProxyConfig},
+    },
     jwks::{refresh, IssuerKeys},
     metrics::Metrics,
 };
@@ -69,6 +72,8 @@ pub struct App {
     shared: Arc<Shared>,
     grpc: TcpListener,
     admin: TcpListener,
+    forward_auth: Option<TcpListener>,
+    proxy: Option<(TcpListener, ProxyConfig)>,
     drain_timeout: Duration,
 }
 
@@ -94,6 +99,14 @@ impl App {
         };
         let grpc = bind("gRPC", config.listen.grpc).await?;
         let admin = bind("admin", config.listen.admin).await?;
+        let forward_auth = match &config.forward_auth {
+            Some(f) => Some(bind("forward-auth", f.listen).await?),
+            None => None,
+        };
+        let proxy = match &config.proxy {
+            Some(p) => Some((bind("proxy", p.listen).await?, p.clone())),
+            None => None,
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 authorizer: ArcSwap::from_pointee(authorizer),
@@ -102,6 +115,8 @@ impl App {
             }),
             grpc,
             admin,
+            forward_auth,
+            proxy,
             drain_timeout: config.drain_timeout,
         })
     }
@@ -116,6 +131,16 @@ impl App {
         self.admin
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// The forward-auth listener's address, when configured.
+    pub fn forward_auth_addr(&self) -> Option<SocketAddr> {
+        self.forward_auth.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The reverse proxy's listen address, when configured.
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.proxy.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn shared(&self) -> Arc<Shared> {
@@ -174,6 +199,24 @@ impl App {
         });
         let grpc_task = tokio::spawn(grpc);
         let admin_task = tokio::spawn(admin);
+        let mut http_tasks = Vec::new();
+        if let Some(listener) = self.forward_auth {
+            let stop = stop.clone();
+            http_tasks.push(tokio::spawn(forward_auth::serve(
+                listener,
+                self.shared.clone(),
+                async move { stop.cancelled().await },
+            )));
+        }
+        if let Some((listener, config)) = self.proxy {
+            let stop = stop.clone();
+            http_tasks.push(tokio::spawn(proxy::serve(
+                listener,
+                config,
+                self.shared.clone(),
+                async move { stop.cancelled().await },
+            )));
+        }
 
         shutdown.await;
         tracing::info!(drain_timeout = ?self.drain_timeout, "shutting down: draining in-flight checks");
@@ -181,6 +224,9 @@ impl App {
         stop.cancel();
         let drained = tokio::time::timeout(self.drain_timeout, async {
             let _ = admin_task.await;
+            for task in http_tasks {
+                let _ = task.await;
+            }
             grpc_task.await
         })
         .await;

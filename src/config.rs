@@ -51,6 +51,13 @@ pub struct Config {
     pub upstream_headers: UpstreamHeaders,
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+    /// The HTTP forward-auth endpoint (nginx `auth_request`, Traefik `forwardAuth`, Envoy HTTP
+    /// ext_authz). Off unless configured.
+    #[serde(default)]
+    pub forward_auth: Option<crate::http::forward_auth::ForwardAuthConfig>,
+    /// The reverse proxy in front of the app (sidecar pattern). Off unless configured.
+    #[serde(default)]
+    pub proxy: Option<crate::http::proxy::ProxyConfig>,
 }
 
 /// Listener addresses.
@@ -236,6 +243,8 @@ impl Default for Config {
             drain_timeout: default_drain(),
             upstream_headers: UpstreamHeaders::default(),
             issuers: Vec::new(),
+            forward_auth: None,
+            proxy: None,
         }
     }
 }

@@ -12,16 +12,21 @@ use crate::authz::Deny;
 /// The front end a check arrived through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frontend {
+    /// Envoy ext_authz over gRPC.
     Grpc,
-    Http,
+    /// The HTTP forward-auth endpoint (nginx auth_request, Traefik forwardAuth, Envoy HTTP ext_authz).
+    ForwardAuth,
+    /// The reverse proxy in front of the app.
+    Proxy,
 }
 
 impl Frontend {
-    pub const ALL: [Frontend; 2] = [Frontend::Grpc, Frontend::Http];
+    pub const ALL: [Frontend; 3] = [Frontend::Grpc, Frontend::ForwardAuth, Frontend::Proxy];
     pub fn label(self) -> &'static str {
         match self {
             Frontend::Grpc => "grpc",
-            Frontend::Http => "http",
+            Frontend::ForwardAuth => "forward_auth",
+            Frontend::Proxy => "proxy",
         }
     }
 }
