@@ -8,6 +8,10 @@
 use std::{hint::black_box, sync::Arc, time::Duration};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use jwt_authz::authz::{
+    policy::{DefaultAction, Policy},
+    token::TokenSource,
+};
 use jwt_authz::{
     authz::{
         alg::{Alg, AlgSet},
@@ -35,6 +39,7 @@ fn issuer(id: &str) -> Issuer {
     config
         .validate()
         .expect("bench issuer config is valid")
+        .issuers
         .remove(0)
 }
 
@@ -182,8 +187,21 @@ fn pipeline(c: &mut Criterion) {
         let keys = IssuerKeys::new(issuer(&dev.issuer), &metrics).expect("issuer keys");
         let report = keys.fetch(Cause::Scheduled).await.expect("fetch ran");
         assert!(report.ok, "keys fetched from the dev issuer");
-        let responder = Responder::new("jwt-authz".into(), UpstreamHeaders::default());
-        let authorizer = Authorizer::new(vec![keys], responder, metrics);
+        let responder = Responder::new(
+            "jwt-authz".into(),
+            UpstreamHeaders::default(),
+            "jwt_authz".into(),
+            None,
+        );
+        let policy = Policy::compile(&[], DefaultAction::Authenticated, &[dev.issuer.as_str()])
+            .expect("empty policy");
+        let authorizer = Authorizer::new(
+            vec![keys],
+            policy,
+            vec![TokenSource::Authorization],
+            responder,
+            metrics,
+        );
         (
             authorizer,
             format!("Bearer {}", dev.token(AUDIENCE, "bench-user")),

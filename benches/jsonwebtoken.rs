@@ -65,7 +65,7 @@ fn fixture(alg: Alg) -> Fixture {
     config
         .issuers
         .push(IssuerConfig::new(ISSUER.to_owned(), vec![AUDIENCE.into()]));
-    let issuer = config.validate().expect("valid config").remove(0);
+    let issuer = config.validate().expect("valid config").issuers.remove(0);
     Fixture {
         token,
         set,

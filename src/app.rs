@@ -4,6 +4,7 @@
 use std::{
     future::Future,
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -17,15 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
 use crate::{
-    authz::{Authorizer, Responder},
+    authz::Authorizer,
     config::{Config, ConfigError},
     grpc::{self, ExtAuthz},
     http::{
         admin, forward_auth,
         proxy::{self, ProxyConfig},
     },
-    jwks::{refresh, IssuerKeys},
     metrics::Metrics,
+    reload::{self, ConfigLoader, Issuers},
 };
 
 /// Why the service could not start.
@@ -56,9 +57,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The current authorizer (a lock-free atomic load).
-    pub fn authorizer(&self) -> arc_swap::Guard<Arc<Authorizer>> {
-        self.authorizer.load()
+    /// The current authorizer (a lock-free atomic load). Held for a whole check, so a reload
+    /// never changes the rules under a request in flight.
+    pub fn authorizer(&self) -> Arc<Authorizer> {
+        self.authorizer.load_full()
+    }
+
+    /// Swaps in a new authorizer (hot reload).
+    pub fn install(&self, authorizer: Authorizer) {
+        self.authorizer.store(Arc::new(authorizer));
     }
 
     /// Ready to take traffic: every issuer has keys and the process is not draining.
@@ -75,23 +82,18 @@ pub struct App {
     forward_auth: Option<TcpListener>,
     proxy: Option<(TcpListener, ProxyConfig)>,
     drain_timeout: Duration,
+    issuers: Arc<Issuers>,
+    reload: Option<(ConfigLoader, Option<PathBuf>)>,
 }
 
 impl App {
     /// Validates `config` and binds the listeners (nothing is bound if the config is invalid).
     pub async fn bind(config: Config) -> Result<Self, StartError> {
-        let issuers = config.validate()?;
         let metrics = Arc::new(Metrics::new());
-        let keys = issuers
-            .into_iter()
-            .map(|issuer| {
-                let id = issuer.id.clone();
-                IssuerKeys::new(issuer, &metrics)
-                    .map_err(|source| StartError::Client { issuer: id, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let responder = Responder::new(config.realm.clone(), config.upstream_headers.clone());
-        let authorizer = Authorizer::new(keys, responder, metrics.clone());
+        let issuers = Arc::new(Issuers::new(metrics.clone()));
+        let (authorizer, keys) = issuers.build(&config)?;
+        issuers.commit(keys);
+        metrics.config_reload(true);
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -113,6 +115,8 @@ impl App {
                 metrics,
                 draining: AtomicBool::new(false),
             }),
+            issuers,
+            reload: None,
             grpc,
             admin,
             forward_auth,
@@ -143,6 +147,12 @@ impl App {
         self.proxy.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
+    /// Enables hot reload: `loader` is called on SIGHUP and whenever `file` changes.
+    pub fn with_reload(mut self, loader: ConfigLoader, file: Option<PathBuf>) -> Self {
+        self.reload = Some((loader, file));
+        self
+    }
+
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
     }
@@ -150,13 +160,20 @@ impl App {
     /// Serves until `shutdown` completes, then drains: readiness drops at once, in-flight checks
     /// finish, and the call returns within the drain timeout.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let stop = CancellationToken::new();
         let background = CancellationToken::new();
-        for keys in self.shared.authorizer().issuers() {
-            tokio::spawn(refresh::run(keys.clone(), background.clone()));
+        self.issuers.start(background.clone());
+        if let Some((loader, file)) = self.reload.take() {
+            tokio::spawn(reload::watch(
+                loader,
+                file,
+                self.shared.clone(),
+                self.issuers.clone(),
+                background.clone(),
+            ));
         }
 
         let (reporter, health) = tonic_health::server::health_reporter();

@@ -52,7 +52,7 @@ pub enum Command {
     Call(CallArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// YAML configuration file (see README "Configuration"). Flags below override it.
     #[arg(long, short, env = "JWT_AUTHZ_CONFIG")]

@@ -12,7 +12,12 @@ use std::{
 use serde::Deserialize;
 use url::Url;
 
-use crate::authz::alg::{Alg, AlgSet};
+use crate::authz::{
+    alg::{Alg, AlgSet},
+    policy::{DefaultAction, Policy, RuleConfig},
+    profile::Profile,
+    token::TokenSource,
+};
 
 /// Why a configuration was rejected. The message names the field and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +56,23 @@ pub struct Config {
     pub upstream_headers: UpstreamHeaders,
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+    /// Where tokens are looked for, in order (default: the `Authorization` header only).
+    #[serde(default = "default_sources")]
+    pub token_sources: Vec<TokenSource>,
+    /// Route rules; the first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// What happens when no rule matches (default: any valid token).
+    #[serde(default)]
+    pub default_action: DefaultAction,
+    /// RFC 9728 protected resource metadata; enables `/.well-known/oauth-protected-resource` and
+    /// `resource_metadata` in challenges.
+    #[serde(default)]
+    pub protected_resource: Option<ProtectedResourceConfig>,
+    /// Envoy dynamic metadata key under the ext_authz filter's namespace
+    /// (`envoy.filters.http.ext_authz`) where verified claims are published.
+    #[serde(default = "default_metadata_key")]
+    pub metadata_key: String,
     /// The HTTP forward-auth endpoint (nginx `auth_request`, Traefik `forwardAuth`, Envoy HTTP
     /// ext_authz). Off unless configured.
     #[serde(default)]
@@ -80,13 +102,31 @@ impl Default for Listen {
 }
 
 /// Request headers set on allowed requests (client-sent copies are always removed).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamHeaders {
     #[serde(default = "default_sub_header")]
     pub subject: String,
     #[serde(default = "default_iss_header")]
     pub issuer: String,
+    /// More claims to pass upstream, each to its own header.
+    #[serde(default)]
+    pub claims: Vec<ClaimHeader>,
+    /// A header holding the whole verified payload as base64url(JSON).
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// Remove `Authorization` from the upstream request once the token is verified.
+    #[serde(default)]
+    pub remove_authorization: bool,
+}
+
+/// One claim → header mapping.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimHeader {
+    /// A claim name (`email`) or a JSON pointer (`/realm_access/roles`).
+    pub claim: String,
+    pub header: String,
 }
 
 impl Default for UpstreamHeaders {
@@ -94,12 +134,34 @@ impl Default for UpstreamHeaders {
         Self {
             subject: default_sub_header(),
             issuer: default_iss_header(),
+            claims: Vec::new(),
+            payload: None,
+            remove_authorization: false,
         }
     }
 }
 
+/// `protected_resource:` (RFC 9728 §2).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedResourceConfig {
+    /// The resource identifier (an https URL without fragment, RFC 9728 §1.2), exactly as
+    /// clients use it.
+    pub resource: String,
+    /// Defaults to every configured issuer.
+    #[serde(default)]
+    pub authorization_servers: Option<Vec<String>>,
+    /// Defaults to every scope the rules require.
+    #[serde(default)]
+    pub scopes_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    #[serde(default)]
+    pub resource_documentation: Option<Url>,
+}
+
 /// One trusted authorization server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The issuer identifier, compared character for character with `iss` (RFC 7519 §4.1.1).
@@ -157,8 +219,24 @@ pub struct IssuerConfig {
     /// Permit `http://` for a non-loopback issuer or `jwks_uri` (never do this in production).
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// `rfc9068` (default): `typ: at+jwt` and the RFC 9068 claims are required; `legacy`: any
+    /// signed JWT with `exp` and an audience (for providers that issue plain JWT access tokens).
+    #[serde(default)]
+    pub profile: Profile,
+    /// Claims that hold the audience, first present wins (default `[aud]`; Cognito: `[client_id]`).
+    #[serde(default = "default_audience_claims")]
+    pub audience_claims: Vec<String>,
 }
 
+fn default_sources() -> Vec<TokenSource> {
+    vec![TokenSource::Authorization]
+}
+fn default_metadata_key() -> String {
+    "jwt_authz".into()
+}
+fn default_audience_claims() -> Vec<String> {
+    vec!["aud".into()]
+}
 fn default_realm() -> String {
     "jwt-authz".into()
 }
@@ -231,6 +309,8 @@ impl IssuerConfig {
             request_timeout: default_request_timeout(),
             max_response_bytes: default_max_bytes(),
             allow_insecure_http: false,
+            profile: Profile::default(),
+            audience_claims: default_audience_claims(),
         }
     }
 }
@@ -243,6 +323,11 @@ impl Default for Config {
             drain_timeout: default_drain(),
             upstream_headers: UpstreamHeaders::default(),
             issuers: Vec::new(),
+            token_sources: default_sources(),
+            rules: Vec::new(),
+            default_action: DefaultAction::default(),
+            protected_resource: None,
+            metadata_key: default_metadata_key(),
             forward_auth: None,
             proxy: None,
         }
@@ -273,8 +358,8 @@ impl Config {
         })
     }
 
-    /// Checks every field and turns the issuers into their validated, parsed form.
-    pub fn validate(&self) -> Result<Vec<Issuer>, ConfigError> {
+    /// Checks every field and compiles issuers, rules and response settings.
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
         if self.issuers.is_empty() {
             return Err(invalid(
                 "issuers",
@@ -283,19 +368,59 @@ impl Config {
             ));
         }
         check_realm(&self.realm)?;
-        for (field, name) in [
-            ("upstream_headers.subject", &self.upstream_headers.subject),
-            ("upstream_headers.issuer", &self.upstream_headers.issuer),
-        ] {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.is_empty() {
+        let mut names = vec![
+            (
+                "upstream_headers.subject".to_owned(),
+                &self.upstream_headers.subject,
+            ),
+            (
+                "upstream_headers.issuer".to_owned(),
+                &self.upstream_headers.issuer,
+            ),
+        ];
+        for (i, c) in self.upstream_headers.claims.iter().enumerate() {
+            names.push((format!("upstream_headers.claims[{i}].header"), &c.header));
+        }
+        if let Some(p) = &self.upstream_headers.payload {
+            names.push(("upstream_headers.payload".to_owned(), p));
+        }
+        let mut seen_headers = std::collections::HashSet::new();
+        for (field, name) in names {
+            if name.is_empty() || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(invalid(
                     field,
                     format!("{name:?} is not a valid HTTP header name"),
                 ));
             }
+            let lower = name.to_ascii_lowercase();
+            if [
+                "authorization",
+                "cookie",
+                "host",
+                "content-length",
+                "transfer-encoding",
+                "connection",
+            ]
+            .contains(&lower.as_str())
+            {
+                return Err(invalid(field, format!("{name:?} cannot carry identity")));
+            }
+            if !seen_headers.insert(lower) {
+                return Err(invalid(field, format!("{name:?} is used twice")));
+            }
+        }
+        if self.token_sources.is_empty() {
+            return Err(invalid(
+                "token_sources",
+                "list at least one source, e.g. [{type: authorization}]",
+            ));
+        }
+        if self.metadata_key.is_empty() {
+            return Err(invalid("metadata_key", "must not be empty"));
         }
         let mut seen = std::collections::HashSet::new();
-        self.issuers
+        let issuers = self
+            .issuers
             .iter()
             .enumerate()
             .map(|(i, cfg)| {
@@ -311,8 +436,33 @@ impl Config {
                 }
                 Ok(issuer)
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<&str> = issuers.iter().map(|i| i.id.as_str()).collect();
+        let policy = Policy::compile(&self.rules, self.default_action, &ids)
+            .map_err(|e| invalid(e.field, e.message))?;
+        if let Some(pr) = &self.protected_resource {
+            let url = Url::parse(&pr.resource).map_err(|e| {
+                invalid(
+                    "protected_resource.resource",
+                    format!("{:?} is not a URL: {e}", pr.resource),
+                )
+            })?;
+            if url.fragment().is_some() || !matches!(url.scheme(), "https" | "http") {
+                return Err(invalid(
+                    "protected_resource.resource",
+                    "must be an https URL without a fragment (RFC 9728 §1.2)",
+                ));
+            }
+        }
+        Ok(Validated { issuers, policy })
     }
+}
+
+/// A configuration that passed validation, with its parts compiled.
+#[derive(Debug)]
+pub struct Validated {
+    pub issuers: Vec<Issuer>,
+    pub policy: Policy,
 }
 
 fn check_realm(realm: &str) -> Result<(), ConfigError> {
@@ -362,6 +512,8 @@ pub struct Issuer {
     pub request_timeout: Duration,
     pub max_response_bytes: usize,
     pub allow_insecure_http: bool,
+    pub profile: Profile,
+    pub audience_claims: Vec<String>,
 }
 
 impl Issuer {
@@ -453,6 +605,12 @@ impl Issuer {
                 Some(pem)
             }
         };
+        if cfg.audience_claims.is_empty() {
+            return Err(invalid(
+                format!("{field}.audience_claims"),
+                "name at least one claim, e.g. [aud]",
+            ));
+        }
         if cfg.max_response_bytes < 1024 {
             return Err(invalid(
                 format!("{field}.max_response_bytes"),
@@ -476,6 +634,8 @@ impl Issuer {
             request_timeout: cfg.request_timeout,
             max_response_bytes: cfg.max_response_bytes,
             allow_insecure_http: cfg.allow_insecure_http,
+            profile: cfg.profile,
+            audience_claims: cfg.audience_claims.clone(),
         })
     }
 }
@@ -594,7 +754,7 @@ mod tests {
             "issuers:\n- issuer: https://idp.example\n  audiences: [api]\n  leeway: 5s\n  algorithms: [ES256]\n",
         )
         .unwrap();
-        let issuers = cfg.validate().unwrap();
+        let issuers = cfg.validate().unwrap().issuers;
         assert_eq!(issuers[0].leeway, Duration::from_secs(5));
         assert!(issuers[0].algorithms.contains(Alg::ES256));
         assert!(!issuers[0].algorithms.contains(Alg::RS256));
@@ -634,7 +794,7 @@ mod tests {
             "issuers:\n- issuer: https://idp.example\n  audiences: [a]\n  jwks_uri: https://keys.internal/jwks\n",
         )
         .unwrap();
-        let issuer = &cfg.validate().unwrap()[0];
+        let issuer = &cfg.validate().unwrap().issuers[0];
         assert_eq!(
             issuer.source,
             KeySource::JwksUri(Url::parse("https://keys.internal/jwks").unwrap())

@@ -16,4 +16,5 @@ pub mod grpc;
 pub mod http;
 pub mod jwks;
 pub mod metrics;
+pub mod reload;
 pub mod telemetry;

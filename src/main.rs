@@ -40,10 +40,16 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
-    run(config).await
+    let file = args.config.clone();
+    let args = std::sync::Arc::new(args);
+    let loader: jwt_authz::reload::ConfigLoader = std::sync::Arc::new(move || args.load());
+    run(config, Some((loader, file))).await
 }
 
-async fn run(config: Config) -> ExitCode {
+async fn run(
+    config: Config,
+    reload: Option<(jwt_authz::reload::ConfigLoader, Option<std::path::PathBuf>)>,
+) -> ExitCode {
     let app = match App::bind(config).await {
         Ok(app) => app,
         Err(jwt_authz::app::StartError::Config(e)) => return config_error(e),
@@ -51,6 +57,10 @@ async fn run(config: Config) -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let app = match reload {
+        Some((loader, file)) => app.with_reload(loader, file),
+        None => app,
     };
     tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "listening");
     match app.run(shutdown_signal()).await {
@@ -128,7 +138,7 @@ async fn demo(args: DemoArgs) -> ExitCode {
         grpc = args.grpc_listen,
         admin = args.admin_listen,
     );
-    run(config).await
+    run(config, None).await
 }
 
 async fn call(args: CallArgs) -> ExitCode {

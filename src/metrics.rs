@@ -34,6 +34,8 @@ impl Frontend {
 /// Pre-resolved handles for one front end.
 pub struct FrontendMetrics {
     pub allowed: IntCounter,
+    /// Requests answered directly (the RFC 9728 document).
+    pub served: IntCounter,
     denied: Vec<IntCounter>,
     pub duration: Histogram,
 }
@@ -84,6 +86,8 @@ pub struct Metrics {
     skipped: IntCounterVec,
     refetches: IntCounterVec,
     waiting: IntGaugeVec,
+    reloads: IntCounterVec,
+    last_reload: Gauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -163,6 +167,17 @@ impl Metrics {
             ),
             &["issuer"],
         ));
+        let reloads = must(IntCounterVec::new(
+            Opts::new(
+                "config_reloads_total",
+                "Configuration reloads by outcome (ok, rejected).",
+            ),
+            &["outcome"],
+        ));
+        let last_reload = must(Gauge::new(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time the running configuration was loaded.",
+        ));
         let build = must(IntGaugeVec::new(
             Opts::new("build_info", "Always 1; labels carry the version."),
             &["version"],
@@ -179,6 +194,8 @@ impl Metrics {
             Box::new(skipped.clone()),
             Box::new(refetches.clone()),
             Box::new(waiting.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload.clone()),
             Box::new(build),
         ] {
             must(registry.register(c));
@@ -187,6 +204,7 @@ impl Metrics {
             .iter()
             .map(|f| FrontendMetrics {
                 allowed: checks.with_label_values(&[f.label(), "allow", "ok"]),
+                served: checks.with_label_values(&[f.label(), "respond", "resource_metadata"]),
                 denied: Deny::LABELS
                     .iter()
                     .map(|r| checks.with_label_values(&[f.label(), "deny", r]))
@@ -206,6 +224,18 @@ impl Metrics {
             skipped,
             refetches,
             waiting,
+            reloads,
+            last_reload,
+        }
+    }
+
+    /// Counts a configuration reload attempt.
+    pub fn config_reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "ok" } else { "rejected" }])
+            .inc();
+        if ok {
+            self.last_reload.set(crate::authz::verify::now());
         }
     }
 

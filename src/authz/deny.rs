@@ -15,6 +15,8 @@ pub enum Deny {
     UnsupportedAlg,
     /// `iss` names no configured issuer.
     UnknownIssuer,
+    /// The issuer is configured but the matched route does not accept it.
+    IssuerNotAllowed,
     /// No key with the token's `kid`, even after a refetch (or during the refetch cooldown).
     UnknownKey,
     /// The `kid` exists but its key is for another algorithm (RFC 8725 §3.1).
@@ -25,18 +27,35 @@ pub enum Deny {
     BadAudience,
     /// A required claim is missing or has the wrong JSON type.
     InvalidClaim(&'static str),
+    /// `typ` is not `at+jwt` under the RFC 9068 profile (the sanitised `typ` seen, if any).
+    NotAnAccessToken {
+        typ: Option<String>,
+    },
+    /// A claim RFC 9068 §2.2 requires is missing.
+    ProfileClaim(&'static str),
+    /// An OpenID Connect ID token presented as an access token.
+    IdToken,
+    /// Valid token, but without the scopes the route requires (403, RFC 6750 §3.1).
+    InsufficientScope {
+        required: String,
+    },
+    /// Valid token, but the route's claim conditions do not hold, or the route denies (403).
+    Forbidden {
+        rule: String,
+    },
     /// The issuer's keys could not be loaded, or are too stale to trust (503, fail closed).
     KeysUnavailable,
 }
 
 impl Deny {
-    /// Every variant, for pre-building metric handles.
-    pub const LABELS: [&'static str; 13] = [
+    /// Every variant's label, for pre-building metric handles.
+    pub const LABELS: [&'static str; 19] = [
         "missing_token",
         "invalid_request",
         "malformed",
         "unsupported_alg",
         "unknown_issuer",
+        "issuer_not_allowed",
         "unknown_kid",
         "key_alg_mismatch",
         "bad_signature",
@@ -44,6 +63,11 @@ impl Deny {
         "not_yet_valid",
         "bad_audience",
         "invalid_claim",
+        "not_an_access_token",
+        "profile_claim_missing",
+        "id_token",
+        "insufficient_scope",
+        "forbidden",
         "keys_unavailable",
     ];
 
@@ -55,14 +79,20 @@ impl Deny {
             Deny::Malformed(_) => 2,
             Deny::UnsupportedAlg => 3,
             Deny::UnknownIssuer => 4,
-            Deny::UnknownKey => 5,
-            Deny::KeyAlgMismatch => 6,
-            Deny::BadSignature => 7,
-            Deny::Expired => 8,
-            Deny::NotYetValid => 9,
-            Deny::BadAudience => 10,
-            Deny::InvalidClaim(_) => 11,
-            Deny::KeysUnavailable => 12,
+            Deny::IssuerNotAllowed => 5,
+            Deny::UnknownKey => 6,
+            Deny::KeyAlgMismatch => 7,
+            Deny::BadSignature => 8,
+            Deny::Expired => 9,
+            Deny::NotYetValid => 10,
+            Deny::BadAudience => 11,
+            Deny::InvalidClaim(_) => 12,
+            Deny::NotAnAccessToken { .. } => 13,
+            Deny::ProfileClaim(_) => 14,
+            Deny::IdToken => 15,
+            Deny::InsufficientScope { .. } => 16,
+            Deny::Forbidden { .. } => 17,
+            Deny::KeysUnavailable => 18,
         }
     }
 
@@ -72,6 +102,7 @@ impl Deny {
     }
 
     /// Human-readable and safe for `error_description` (RFC 6750 §3: printable ASCII, no quotes).
+    /// Where a per-issuer setting would accept the token, the description names it.
     pub fn description(&self) -> String {
         match self {
             Deny::MissingToken => "no bearer token in the request".into(),
@@ -79,6 +110,7 @@ impl Deny {
             Deny::Malformed(why) => format!("malformed token: {why}"),
             Deny::UnsupportedAlg => "the token's signing algorithm is not accepted".into(),
             Deny::UnknownIssuer => "the token's issuer is not trusted".into(),
+            Deny::IssuerNotAllowed => "the token's issuer is not accepted on this route".into(),
             Deny::UnknownKey => "the token's signing key is not known to the issuer".into(),
             Deny::KeyAlgMismatch => "the token's algorithm does not match its key".into(),
             Deny::BadSignature => "the token's signature is invalid".into(),
@@ -86,6 +118,18 @@ impl Deny {
             Deny::NotYetValid => "the token is not valid yet (nbf)".into(),
             Deny::BadAudience => "the token is not intended for this audience".into(),
             Deny::InvalidClaim(which) => format!("the token's {which} claim is missing or invalid"),
+            Deny::NotAnAccessToken { typ } => format!(
+                "the token's typ is {}, not at+jwt (RFC 9068 2.1); if this issuer issues plain JWT access tokens, set profile: legacy on it",
+                typ.as_deref().map_or("absent".to_owned(), |t| format!("'{t}'"))
+            ),
+            Deny::ProfileClaim(name) => format!(
+                "the token lacks the {name} claim RFC 9068 requires; if this issuer does not issue RFC 9068 tokens, set profile: legacy on it"
+            ),
+            Deny::IdToken => "an ID token is not an access token".into(),
+            Deny::InsufficientScope { required } => {
+                format!("the token lacks the scope this resource requires ({required})")
+            }
+            Deny::Forbidden { rule } => format!("the token does not satisfy the rule {rule}"),
             Deny::KeysUnavailable => "the issuer's signing keys are unavailable".into(),
         }
     }

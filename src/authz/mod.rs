@@ -1,10 +1,14 @@
-//! The authorization pipeline: request → token → keys → verify → respond. Each step yields a
-//! typed [`Deny`] through `?`; only `respond.rs` knows about status codes.
+//! The authorization pipeline: request → route → token → keys → verify → profile → policy →
+//! respond. Each step yields a typed [`Deny`] through `?`; only `respond.rs` knows about status
+//! codes, and front ends only translate [`Decision`] into their wire format.
 
 pub mod alg;
 pub mod claims;
 mod deny;
+pub mod policy;
+pub mod profile;
 pub mod request;
+pub mod resource;
 pub mod respond;
 pub mod token;
 pub mod verify;
@@ -20,32 +24,49 @@ use crate::{
     metrics::{Frontend, Metrics},
 };
 use claims::Claims;
+use policy::{Action, Policy};
+use token::TokenSource;
 use verify::Jws;
 
-/// A verified token: who, and from which issuer.
+/// An allowed request: the verified token (none on an anonymous route) and the rule that matched.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    pub claims: Claims,
+    pub claims: Option<Claims>,
+    pub route: String,
+    /// The query parameter that carried the token, removed before the request goes upstream.
+    pub query_param: Option<String>,
 }
 
 /// The outcome of one check, ready for a front end to encode.
 #[derive(Debug, Clone)]
 pub enum Decision {
+    /// Forward upstream with these changes.
     Allow(Allowance),
+    /// Answer the client directly: a denial, or a document jwt-authz serves itself (RFC 9728).
     Deny(Denial),
 }
 
-/// The pipeline and everything it needs; shared by every front end.
+/// The pipeline and everything it needs; shared by every front end, replaced whole on reload.
 pub struct Authorizer {
     issuers: Vec<Arc<IssuerKeys>>,
+    policy: Policy,
+    sources: Vec<TokenSource>,
     responder: Responder,
     metrics: Arc<Metrics>,
 }
 
 impl Authorizer {
-    pub fn new(issuers: Vec<Arc<IssuerKeys>>, responder: Responder, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        issuers: Vec<Arc<IssuerKeys>>,
+        policy: Policy,
+        sources: Vec<TokenSource>,
+        responder: Responder,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             issuers,
+            policy,
+            sources,
             responder,
             metrics,
         }
@@ -54,15 +75,20 @@ impl Authorizer {
     /// Decides one request and records it in the metrics.
     pub async fn decide(&self, req: &AuthzRequest<'_>, frontend: Frontend) -> Decision {
         let started = Instant::now();
-        let result = self.authorize(req).await;
         let m = self.metrics.frontend(frontend);
+        if let Some(doc) = self.metadata_request(req) {
+            m.served.inc();
+            return Decision::Deny(doc);
+        }
+        let result = self.authorize(req).await;
         m.duration.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(grant) => {
                 m.allowed.inc();
                 tracing::debug!(
                     request_id = req.request_id().unwrap_or("-"),
-                    issuer = %grant.claims.iss,
+                    route = %grant.route,
+                    issuer = grant.claims.as_ref().map_or("-", |c| c.iss.as_str()),
                     "allow"
                 );
                 Decision::Allow(self.responder.allow(&grant))
@@ -81,12 +107,49 @@ impl Authorizer {
 
     /// The pipeline proper.
     pub async fn authorize(&self, req: &AuthzRequest<'_>) -> Result<Grant, Deny> {
-        let token = token::extract(req)?;
-        let jws = Jws::parse(token)?;
+        let route = self.policy.route(req);
+        match route.action {
+            Action::Anonymous => {
+                return Ok(Grant {
+                    claims: None,
+                    route: route.name.clone(),
+                    query_param: None,
+                })
+            }
+            Action::Deny => {
+                return Err(Deny::Forbidden {
+                    rule: route.name.clone(),
+                })
+            }
+            Action::Authenticated => {}
+        }
+        let found = token::find(req, &self.sources)?;
+        let jws = Jws::parse(&found.token)?;
         let keys = self.issuer(&jws.iss).ok_or(Deny::UnknownIssuer)?;
+        if !route.accepts_issuer(&jws.iss) {
+            return Err(Deny::IssuerNotAllowed);
+        }
         keys.verify_signature(&jws).await?;
-        let claims = jws.check_claims(&keys.issuer, verify::now())?;
-        Ok(Grant { claims })
+        let typ = jws.typ.clone();
+        let issuer = &keys.issuer;
+        let audiences = route.audiences.as_deref().unwrap_or(&issuer.audiences);
+        let claims = jws.check_claims_for(issuer, audiences, verify::now())?;
+        profile::check(issuer.profile, typ.as_deref(), &claims.all)?;
+        route.authorize(&claims)?;
+        Ok(Grant {
+            claims: Some(claims),
+            route: route.name.clone(),
+            query_param: found.query_param.map(str::to_owned),
+        })
+    }
+
+    /// A GET for the RFC 9728 document, answered directly.
+    fn metadata_request(&self, req: &AuthzRequest<'_>) -> Option<Denial> {
+        let doc = self.responder.resource_metadata()?;
+        let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
+        (path == doc.path && (req.method == "GET" || req.method == "HEAD"))
+            .then(|| self.responder.metadata_document())
+            .flatten()
     }
 
     /// The issuer whose identifier equals `iss` exactly (no network call for unknown ones).
@@ -100,6 +163,10 @@ impl Authorizer {
 
     pub fn responder(&self) -> &Responder {
         &self.responder
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// True when every issuer has usable keys.

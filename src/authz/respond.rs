@@ -2,7 +2,10 @@
 //! RFC 6750 §3 `WWW-Authenticate` challenge, JSON body, and the headers set on the upstream
 //! request. Front ends translate this into their wire format and nothing else.
 
-use super::{Deny, Grant};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use serde_json::{Map, Value};
+
+use super::{resource::ResourceMetadata, Deny, Grant};
 use crate::config::UpstreamHeaders;
 
 /// gRPC status codes used in `CheckResponse.status` (google.rpc.Code).
@@ -25,61 +28,157 @@ pub struct Denial {
 }
 
 /// An allowed request's changes to the upstream request.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Allowance {
     /// Set, replacing any client-sent value.
     pub set: Vec<(String, String)>,
-    /// Removed (client-sent identity headers jwt-authz has no value for).
+    /// Removed (client-sent identity headers jwt-authz has no value for, `authorization` if so
+    /// configured).
     pub remove: Vec<String>,
+    /// Query parameters to remove (a token sent in the query, RFC 6750 §2.3).
+    pub remove_query: Vec<String>,
+    /// Envoy dynamic metadata: `{metadata_key: {route, issuer, subject, scopes, claims}}`.
+    pub metadata: Option<Map<String, Value>>,
 }
 
-/// Static response settings.
+/// Response settings, built from the configuration.
 #[derive(Debug, Clone)]
 pub struct Responder {
     realm: String,
     headers: UpstreamHeaders,
+    metadata_key: String,
+    resource: Option<ResourceMetadata>,
 }
 
 impl Responder {
-    pub fn new(realm: String, headers: UpstreamHeaders) -> Self {
-        Self { realm, headers }
+    pub fn new(
+        realm: String,
+        headers: UpstreamHeaders,
+        metadata_key: String,
+        resource: Option<ResourceMetadata>,
+    ) -> Self {
+        Self {
+            realm,
+            headers,
+            metadata_key,
+            resource,
+        }
     }
 
     /// Every header name jwt-authz may set upstream (front ends strip client copies of these).
-    pub fn identity_headers(&self) -> [&str; 2] {
-        [&self.headers.subject, &self.headers.issuer]
+    pub fn identity_headers(&self) -> Vec<&str> {
+        let mut h = vec![self.headers.subject.as_str(), self.headers.issuer.as_str()];
+        h.extend(self.headers.claims.iter().map(|c| c.header.as_str()));
+        h.extend(self.headers.payload.as_deref());
+        h
     }
 
-    /// Headers for the upstream request of an allowed check.
+    /// The RFC 9728 document, if configured.
+    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
+        self.resource.as_ref()
+    }
+
+    /// The direct response serving the RFC 9728 document (front ends answer it themselves).
+    pub fn metadata_document(&self) -> Option<Denial> {
+        let doc = self.resource.as_ref()?;
+        Some(Denial {
+            http_status: 200,
+            // Non-OK, so that Envoy sends this response instead of forwarding the request.
+            rpc_code: rpc::PERMISSION_DENIED,
+            headers: vec![
+                ("content-type", "application/json".to_owned()),
+                ("cache-control", "max-age=300".to_owned()),
+            ],
+            body: doc.body.clone(),
+        })
+    }
+
+    /// Headers and metadata for the upstream request of an allowed check.
     pub fn allow(&self, grant: &Grant) -> Allowance {
         let mut a = Allowance::default();
-        match &grant.claims.sub {
-            Some(sub) if header_safe(sub) => {
-                a.set.push((self.headers.subject.clone(), sub.clone()))
-            }
-            _ => a.remove.push(self.headers.subject.clone()),
+        let Some(claims) = &grant.claims else {
+            // Anonymous route: no identity, and no client-made one either.
+            a.remove = self
+                .identity_headers()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            return a;
+        };
+        let mut put = |name: &str, value: Option<String>| match value {
+            Some(v) => a.set.push((name.to_owned(), v)),
+            None => a.remove.push(name.to_owned()),
+        };
+        put(
+            &self.headers.subject,
+            claims.sub.clone().filter(|s| header_safe(s)),
+        );
+        put(
+            &self.headers.issuer,
+            Some(claims.iss.clone()).filter(|s| header_safe(s)),
+        );
+        for c in &self.headers.claims {
+            let value = if c.claim.starts_with('/') {
+                super::policy::pointer(&claims.all, &c.claim)
+            } else {
+                claims.all.get(&c.claim)
+            };
+            put(&c.header, value.and_then(header_value));
         }
-        a.set
-            .push((self.headers.issuer.clone(), grant.claims.iss.clone()));
+        if let Some(name) = &self.headers.payload {
+            let json = Value::Object(claims.all.clone()).to_string();
+            put(name, Some(URL_SAFE_NO_PAD.encode(json)));
+        }
+        if self.headers.remove_authorization {
+            a.remove.push("authorization".to_owned());
+        }
+        a.remove_query.extend(grant.query_param.clone());
+        let mut meta = Map::new();
+        meta.insert("route".into(), Value::String(grant.route.clone()));
+        meta.insert("issuer".into(), Value::String(claims.iss.clone()));
+        if let Some(sub) = &claims.sub {
+            meta.insert("subject".into(), Value::String(sub.clone()));
+        }
+        meta.insert(
+            "scopes".into(),
+            Value::Array(
+                super::policy::scopes(&claims.all)
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            ),
+        );
+        meta.insert("claims".into(), Value::Object(claims.all.clone()));
+        let mut outer = Map::new();
+        outer.insert(self.metadata_key.clone(), Value::Object(meta));
+        a.metadata = Some(outer);
         a
     }
 
-    /// The response for a denial: status per RFC 6750 §3.1, challenge per §3.
+    /// The response for a denial: status per RFC 6750 §3.1, challenge per §3 and RFC 9728 §5.1.
     pub fn deny(&self, deny: &Deny) -> Denial {
         let (http_status, rpc_code, error) = match deny {
             Deny::MissingToken => (401, rpc::UNAUTHENTICATED, None),
             Deny::InvalidRequest(_) => (400, rpc::INVALID_ARGUMENT, Some("invalid_request")),
             Deny::KeysUnavailable => (503, rpc::UNAVAILABLE, None),
+            Deny::InsufficientScope { .. } => {
+                (403, rpc::PERMISSION_DENIED, Some("insufficient_scope"))
+            }
+            Deny::Forbidden { .. } => (403, rpc::PERMISSION_DENIED, None),
             Deny::Malformed(_)
             | Deny::UnsupportedAlg
             | Deny::UnknownIssuer
+            | Deny::IssuerNotAllowed
             | Deny::UnknownKey
             | Deny::KeyAlgMismatch
             | Deny::BadSignature
             | Deny::Expired
             | Deny::NotYetValid
             | Deny::BadAudience
-            | Deny::InvalidClaim(_) => (401, rpc::UNAUTHENTICATED, Some("invalid_token")),
+            | Deny::InvalidClaim(_)
+            | Deny::NotAnAccessToken { .. }
+            | Deny::ProfileClaim(_)
+            | Deny::IdToken => (401, rpc::UNAUTHENTICATED, Some("invalid_token")),
         };
         let description = deny.description();
         let mut challenge = format!("Bearer realm=\"{}\"", self.realm);
@@ -89,13 +188,24 @@ impl Responder {
                 quote_safe(&description)
             ));
         }
+        if let Deny::InsufficientScope { required } = deny {
+            // RFC 6750 §3: the scope necessary to access the resource.
+            challenge.push_str(&format!(", scope=\"{}\"", quote_safe(required)));
+        }
+        if let Some(doc) = &self.resource {
+            challenge.push_str(&format!(", resource_metadata=\"{}\"", doc.url));
+        }
         let body = serde_json::json!({
-            "error": error.unwrap_or(if http_status == 503 { "temporarily_unavailable" } else { "unauthorized" }),
+            "error": error.unwrap_or(match http_status {
+                503 => "temporarily_unavailable",
+                403 => "forbidden",
+                _ => "unauthorized",
+            }),
             "error_description": description,
         })
         .to_string();
         let mut headers = vec![("content-type", "application/json".to_owned())];
-        if http_status == 401 || http_status == 400 {
+        if matches!(http_status, 400 | 401 | 403) {
             headers.push(("www-authenticate", challenge));
         }
         if http_status == 503 {
@@ -108,6 +218,31 @@ impl Responder {
             body,
         }
     }
+}
+
+/// How a claim value is written into a header: strings as they are, numbers and booleans as
+/// JSON, arrays of those joined with `,`, objects as base64url(JSON). Values that are not
+/// visible ASCII (or arrays with an element containing `,`) are left out: no header injection.
+pub fn header_value(v: &Value) -> Option<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let out = match v {
+        Value::Array(items) => {
+            let parts: Option<Vec<String>> = items
+                .iter()
+                .map(|i| scalar(i).filter(|s| !s.contains(',')))
+                .collect();
+            parts?.join(",")
+        }
+        Value::Object(_) => URL_SAFE_NO_PAD.encode(v.to_string()),
+        Value::Null => return None,
+        other => scalar(other)?,
+    };
+    header_safe(&out).then_some(out)
 }
 
 /// RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E (no `"` or `\`).
@@ -123,7 +258,7 @@ fn quote_safe(s: &str) -> String {
 
 /// A claim value can go in a header only if it is visible ASCII (no CR/LF injection).
 fn header_safe(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 4096 && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+    !s.is_empty() && s.len() <= 8192 && s.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 #[cfg(test)]
@@ -131,7 +266,37 @@ mod tests {
     use super::*;
 
     fn responder() -> Responder {
-        Responder::new("api".into(), UpstreamHeaders::default())
+        Responder::new(
+            "api".into(),
+            UpstreamHeaders::default(),
+            "jwt_authz".into(),
+            None,
+        )
+    }
+
+    #[test]
+    fn insufficient_scope_is_403_naming_the_scope() {
+        let d = responder().deny(&Deny::InsufficientScope {
+            required: "orders:write".into(),
+        });
+        assert_eq!(d.http_status, 403);
+        assert_eq!(
+            header(&d, "www-authenticate"),
+            Some("Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token lacks the scope this resource requires (orders:write)\", scope=\"orders:write\"")
+        );
+    }
+
+    #[test]
+    fn claim_values_are_encoded_predictably() {
+        use serde_json::json;
+        assert_eq!(header_value(&json!("a b")), Some("a b".into()));
+        assert_eq!(header_value(&json!(42)), Some("42".into()));
+        assert_eq!(header_value(&json!(true)), Some("true".into()));
+        assert_eq!(header_value(&json!(["a", "b", 3])), Some("a,b,3".into()));
+        assert_eq!(header_value(&json!(["a,b"])), None);
+        assert_eq!(header_value(&json!({"k": 1})), Some("eyJrIjoxfQ".into()));
+        assert_eq!(header_value(&json!("line\r\nX-Evil: 1")), None);
+        assert_eq!(header_value(&json!(null)), None);
     }
 
     fn header<'a>(d: &'a Denial, name: &str) -> Option<&'a str> {

@@ -7,7 +7,184 @@ use super::{
     Deny,
 };
 
-/// The token, borrowed from the request.
+/// Where a token may be found, in the order configured (`token_sources:`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Authorization,
+    /// A custom header, e.g. `X-Access-Token: <token>` or with a `prefix` such as `Token `.
+    Header {
+        name: String,
+        #[serde(default)]
+        prefix: Option<String>,
+    },
+    /// A cookie holding the token.
+    Cookie { name: String },
+    /// A query parameter (RFC 6750 §2.3: `access_token`); removed before the request goes upstream.
+    Query {
+        #[serde(default = "default_query_name")]
+        name: String,
+    },
+}
+
+fn default_query_name() -> String {
+    "access_token".into()
+}
+
+impl TokenSource {
+    /// RFC 9728 §2 `bearer_methods_supported` value, if the method is a standard one.
+    pub fn bearer_method(&self) -> Option<&'static str> {
+        match self {
+            TokenSource::Authorization | TokenSource::Header { .. } => Some("header"),
+            TokenSource::Query { .. } => Some("query"),
+            TokenSource::Cookie { .. } => None,
+        }
+    }
+}
+
+/// A token and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found<'a> {
+    pub token: std::borrow::Cow<'a, str>,
+    /// The query parameter that carried it, to remove before forwarding.
+    pub query_param: Option<&'a str>,
+}
+
+/// Looks in every configured source. Exactly one token may be presented: RFC 6750 §2 says a
+/// client must not use more than one method, and two tokens are refused rather than guessed.
+pub fn find<'a, 's>(req: &AuthzRequest<'a>, sources: &'s [TokenSource]) -> Result<Found<'a>, Deny>
+where
+    's: 'a,
+{
+    let mut found: Option<Found<'a>> = None;
+    for source in sources {
+        let hit = match source {
+            TokenSource::Authorization => match extract(req) {
+                Ok(t) => Some(Found {
+                    token: t.into(),
+                    query_param: None,
+                }),
+                Err(Deny::MissingToken) => None,
+                Err(other) => return Err(other),
+            },
+            TokenSource::Header { name, prefix } => header_token(req, name, prefix.as_deref())?,
+            TokenSource::Cookie { name } => cookie_token(req, name)?,
+            TokenSource::Query { name } => query_token(req.path, name)?,
+        };
+        if let Some(hit) = hit {
+            if found.is_some() {
+                return Err(Deny::InvalidRequest("more than one token in the request"));
+            }
+            found = Some(hit);
+        }
+    }
+    found.ok_or(Deny::MissingToken)
+}
+
+fn single<'a>(req: &AuthzRequest<'a>, name: &str) -> Result<Option<&'a str>, Deny> {
+    match req.headers.get(name) {
+        None => Ok(None),
+        Some(HeaderValue::One(v)) => Ok(Some(v)),
+        Some(HeaderValue::Many) => Err(Deny::InvalidRequest("a token header is repeated")),
+        Some(HeaderValue::Invalid) => {
+            Err(Deny::InvalidRequest("a token header is not visible ASCII"))
+        }
+    }
+}
+
+fn header_token<'a>(
+    req: &AuthzRequest<'a>,
+    name: &str,
+    prefix: Option<&str>,
+) -> Result<Option<Found<'a>>, Deny> {
+    let Some(value) = single(req, &name.to_ascii_lowercase())? else {
+        return Ok(None);
+    };
+    let token = match prefix {
+        None => value.trim(),
+        Some(p) => match value.get(..p.len()) {
+            Some(head) if head.eq_ignore_ascii_case(p) => value[p.len()..].trim(),
+            _ => {
+                return Err(Deny::InvalidRequest(
+                    "the token header lacks its expected prefix",
+                ))
+            }
+        },
+    };
+    if token.is_empty() || !is_token68(token) {
+        return Err(Deny::InvalidRequest(
+            "the token header does not hold exactly one token",
+        ));
+    }
+    Ok(Some(Found {
+        token: token.into(),
+        query_param: None,
+    }))
+}
+
+fn cookie_token<'a>(req: &AuthzRequest<'a>, name: &str) -> Result<Option<Found<'a>>, Deny> {
+    let Some(header) = single(req, "cookie")? else {
+        return Ok(None);
+    };
+    let mut hit = None;
+    // RFC 6265 §4.2.1: cookie-pair *( ";" SP cookie-pair ); tolerate missing spaces. Envoy joins
+    // several Cookie headers with "; ".
+    for pair in header.split(';') {
+        let Some((k, v)) = pair.trim().split_once('=') else {
+            continue;
+        };
+        if k != name {
+            continue;
+        }
+        if hit.is_some() {
+            return Err(Deny::InvalidRequest("the token cookie is repeated"));
+        }
+        let v = v.trim_matches('"');
+        if v.is_empty() || !is_token68(v) {
+            return Err(Deny::InvalidRequest(
+                "the token cookie does not hold a token",
+            ));
+        }
+        hit = Some(v);
+    }
+    Ok(hit.map(|t| Found {
+        token: t.into(),
+        query_param: None,
+    }))
+}
+
+fn query_token<'a, 's>(path: &'a str, name: &'s str) -> Result<Option<Found<'a>>, Deny>
+where
+    's: 'a,
+{
+    let Some((_, query)) = path.split_once('?') else {
+        return Ok(None);
+    };
+    let mut hit = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k != name {
+            continue;
+        }
+        if hit.is_some() {
+            return Err(Deny::InvalidRequest(
+                "the token query parameter is repeated",
+            ));
+        }
+        if v.is_empty() || !is_token68(&v) {
+            return Err(Deny::InvalidRequest(
+                "the token query parameter does not hold a token",
+            ));
+        }
+        hit = Some(v.into_owned());
+    }
+    Ok(hit.map(|t| Found {
+        token: t.into(),
+        query_param: Some(name),
+    }))
+}
+
+/// The token, borrowed from the `Authorization` header.
 pub fn extract<'a>(req: &AuthzRequest<'a>) -> Result<&'a str, Deny> {
     match req.headers.get("authorization") {
         None => Err(Deny::MissingToken),
@@ -56,7 +233,92 @@ fn is_token68(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::authz::request::Headers;
+
+    fn req<'a>(headers: &'a HashMap<String, String>, path: &'a str) -> AuthzRequest<'a> {
+        AuthzRequest {
+            method: "GET",
+            host: "h",
+            path,
+            headers: Headers::Map(headers),
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn all_sources() -> Vec<TokenSource> {
+        vec![
+            TokenSource::Authorization,
+            TokenSource::Header {
+                name: "X-Token".into(),
+                prefix: Some("Token ".into()),
+            },
+            TokenSource::Cookie { name: "at".into() },
+            TokenSource::Query {
+                name: "access_token".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn finds_the_token_in_each_source() {
+        let s = all_sources();
+        let h = map(&[("authorization", "Bearer aaa")]);
+        assert_eq!(find(&req(&h, "/"), &s).unwrap().token, "aaa");
+        let h = map(&[("x-token", "token bbb")]);
+        assert_eq!(find(&req(&h, "/"), &s).unwrap().token, "bbb");
+        let h = map(&[("cookie", "theme=dark; at=ccc; x=1")]);
+        assert_eq!(find(&req(&h, "/"), &s).unwrap().token, "ccc");
+        let h = map(&[]);
+        let f = find(&req(&h, "/p?a=1&access_token=ddd"), &s).unwrap();
+        assert_eq!(
+            (f.token.as_ref(), f.query_param),
+            ("ddd", Some("access_token"))
+        );
+    }
+
+    #[test]
+    fn two_tokens_are_an_invalid_request() {
+        let s = all_sources();
+        let h = map(&[("authorization", "Bearer aaa"), ("cookie", "at=bbb")]);
+        assert!(matches!(
+            find(&req(&h, "/"), &s),
+            Err(Deny::InvalidRequest(_))
+        ));
+        let h = map(&[]);
+        assert!(matches!(
+            find(&req(&h, "/?access_token=a&access_token=b"), &s),
+            Err(Deny::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn unconfigured_sources_are_ignored() {
+        let s = vec![TokenSource::Authorization];
+        let h = map(&[("cookie", "at=bbb")]);
+        assert_eq!(
+            find(&req(&h, "/?access_token=x"), &s),
+            Err(Deny::MissingToken)
+        );
+    }
+
+    #[test]
+    fn header_prefix_is_enforced() {
+        let s = all_sources();
+        let h = map(&[("x-token", "Bearer bbb")]);
+        assert!(matches!(
+            find(&req(&h, "/"), &s),
+            Err(Deny::InvalidRequest(_))
+        ));
+    }
 
     #[test]
     fn scheme_is_case_insensitive_and_spaces_may_repeat() {

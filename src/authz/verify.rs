@@ -132,6 +132,16 @@ impl<'t> Jws<'t> {
 
     /// Checks the claims of a token whose signature is already verified (RFC 7519 §4.1, §7.2).
     pub fn check_claims(self, issuer: &Issuer, now: f64) -> Result<Claims, Deny> {
+        self.check_claims_for(issuer, &issuer.audiences, now)
+    }
+
+    /// As [`Jws::check_claims`], accepting `audiences` (a route may override the issuer's).
+    pub fn check_claims_for(
+        self,
+        issuer: &Issuer,
+        audiences: &[String],
+        now: f64,
+    ) -> Result<Claims, Deny> {
         let leeway = issuer.leeway.as_secs_f64();
         let p = &self.payload;
         // RFC 7519 §4.1.4: the token must not be accepted on or after `exp`. Required here
@@ -154,12 +164,15 @@ impl<'t> Jws<'t> {
             claims::numeric_date(iat).ok_or(Deny::InvalidClaim("iat"))?;
         }
         // RFC 7519 §4.1.3, RFC 9068 §4: `aud` must contain one of this resource's identifiers.
-        let aud = p.get("aud").ok_or(Deny::InvalidClaim("aud"))?;
-        let auds = claims::audiences(aud).ok_or(Deny::InvalidClaim("aud"))?;
-        if !auds
+        // Providers that put the audience elsewhere (Cognito: `client_id`) name that claim in
+        // `audience_claims`; the first one present is used.
+        let value = issuer
+            .audience_claims
             .iter()
-            .any(|a| issuer.audiences.iter().any(|want| want == a))
-        {
+            .find_map(|c| p.get(c.as_str()))
+            .ok_or(Deny::InvalidClaim("aud"))?;
+        let auds = claims::audiences(value).ok_or(Deny::InvalidClaim("aud"))?;
+        if !auds.iter().any(|a| audiences.iter().any(|want| want == a)) {
             return Err(Deny::BadAudience);
         }
         let sub = optional_string(p, "sub").map_err(|_| Deny::InvalidClaim("sub"))?;

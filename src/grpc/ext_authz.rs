@@ -9,7 +9,7 @@ use envoy_types::{
         Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
         HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
     },
-    pb::google::rpc,
+    pb::google::{protobuf as pbs, rpc},
 };
 use tonic::{Request, Response, Status};
 
@@ -107,6 +107,9 @@ fn allow(a: Allowance) -> CheckResponse {
         .iter()
         .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
         .collect();
+    // Envoy puts CheckResponse.dynamic_metadata under the filter's namespace,
+    // `envoy.filters.http.ext_authz`, for RBAC, access logs and later filters.
+    let dynamic_metadata = a.metadata.map(to_struct);
     CheckResponse {
         status: Some(rpc::Status {
             code: code::OK,
@@ -115,10 +118,34 @@ fn allow(a: Allowance) -> CheckResponse {
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers,
             headers_to_remove: a.remove,
+            query_parameters_to_remove: a.remove_query,
             ..Default::default()
         })),
-        ..Default::default()
+        dynamic_metadata,
     }
+}
+
+/// JSON object → `google.protobuf.Struct`.
+fn to_struct(map: serde_json::Map<String, serde_json::Value>) -> pbs::Struct {
+    pbs::Struct {
+        fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+    }
+}
+
+fn to_value(v: serde_json::Value) -> pbs::Value {
+    use pbs::value::Kind;
+    use serde_json::Value as J;
+    let kind = match v {
+        J::Null => Kind::NullValue(0),
+        J::Bool(b) => Kind::BoolValue(b),
+        J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        J::String(s) => Kind::StringValue(s),
+        J::Array(items) => Kind::ListValue(pbs::ListValue {
+            values: items.into_iter().map(to_value).collect(),
+        }),
+        J::Object(m) => Kind::StructValue(to_struct(m)),
+    };
+    pbs::Value { kind: Some(kind) }
 }
 
 fn deny(d: Denial) -> CheckResponse {

@@ -345,6 +345,12 @@ pub(crate) fn b64url(s: &str) -> Option<Vec<u8>> {
     LENIENT.decode(s).ok()
 }
 
+/// base64url decoding for test code outside the crate.
+#[doc(hidden)]
+pub fn b64url_for_tests(s: &str) -> Vec<u8> {
+    b64url(s).unwrap_or_default()
+}
+
 fn strip_leading_zeros(mut v: Vec<u8>) -> Vec<u8> {
     let zeros = v.iter().take_while(|b| **b == 0).count();
     v.drain(..zeros);

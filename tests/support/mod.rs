@@ -270,25 +270,7 @@ impl Running {
     }
 
     pub async fn start_config(config: Config) -> Self {
-        let app = App::bind(config).await.expect("app starts");
-        let grpc = app.grpc_addr();
-        let admin = app.admin_addr();
-        let shared = app.shared();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            app.run(async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("app runs");
-        });
-        Self {
-            grpc,
-            admin,
-            shared,
-            stop: Some(tx),
-            task: Some(task),
-        }
+        Self::run(App::bind(config).await.expect("app starts"))
     }
 
     /// Waits (up to 10 s) until /readyz says ready.
@@ -316,6 +298,37 @@ impl Running {
             .text()
             .await
             .unwrap()
+    }
+
+    /// Starts jwt-authz from a config file, with hot reload of that file enabled.
+    pub async fn start_file(path: &std::path::Path) -> Self {
+        let config = Config::from_file(path).expect("valid config file");
+        let app = App::bind(config).await.expect("app starts");
+        let p = path.to_owned();
+        let loader: jwt_authz::reload::ConfigLoader = Arc::new(move || Config::from_file(&p));
+        let app = app.with_reload(loader, Some(path.to_owned()));
+        Self::run(app)
+    }
+
+    fn run(app: App) -> Self {
+        let grpc = app.grpc_addr();
+        let admin = app.admin_addr();
+        let shared = app.shared();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            app.run(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("app runs");
+        });
+        Self {
+            grpc,
+            admin,
+            shared,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Stops and waits for the drain to finish.
@@ -350,6 +363,9 @@ pub struct Outcome {
     pub http_status: u16,
     pub headers: HashMap<String, String>,
     pub remove: Vec<String>,
+    pub remove_query: Vec<String>,
+    /// `dynamic_metadata` as JSON (`null` when absent).
+    pub metadata: Value,
     pub body: String,
 }
 
@@ -388,7 +404,12 @@ impl Checker {
 
     /// Checks a GET / with these headers.
     pub async fn headers(&self, headers: &[(&str, &str)]) -> Outcome {
-        let req = check_request("GET", "api.test", "/", headers);
+        self.request("GET", "/", headers).await
+    }
+
+    /// Checks `method path` (host `api.test`) with these headers.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Outcome {
+        let req = check_request(method, "api.test", path, headers);
         self.raw(req)
             .await
             .expect("Check succeeds at the gRPC level")
@@ -430,8 +451,33 @@ pub fn check_request(
     }
 }
 
+fn struct_json(s: envoy_types::pb::google::protobuf::Struct) -> Value {
+    Value::Object(
+        s.fields
+            .into_iter()
+            .map(|(k, v)| (k, value_json(v)))
+            .collect(),
+    )
+}
+
+fn value_json(v: envoy_types::pb::google::protobuf::Value) -> Value {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    match v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => json!(b),
+        Some(Kind::NumberValue(n)) => json!(n),
+        Some(Kind::StringValue(s)) => json!(s),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.into_iter().map(value_json).collect()),
+        Some(Kind::StructValue(s)) => struct_json(s),
+    }
+}
+
 fn outcome(resp: CheckResponse) -> Outcome {
     let rpc_code = resp.status.map(|s| s.code).unwrap_or(-1);
+    let metadata = resp
+        .dynamic_metadata
+        .map(struct_json)
+        .unwrap_or(Value::Null);
     match resp.http_response {
         Some(HttpResponse::OkResponse(ok)) => Outcome {
             rpc_code,
@@ -443,6 +489,8 @@ fn outcome(resp: CheckResponse) -> Outcome {
                 .map(|h| (h.key, h.value))
                 .collect(),
             remove: ok.headers_to_remove,
+            remove_query: ok.query_parameters_to_remove,
+            metadata,
             body: String::new(),
         },
         Some(HttpResponse::DeniedResponse(d)) => Outcome {
@@ -455,6 +503,8 @@ fn outcome(resp: CheckResponse) -> Outcome {
                 .map(|h| (h.key, h.value))
                 .collect(),
             remove: Vec::new(),
+            remove_query: Vec::new(),
+            metadata,
             body: d.body,
         },
         _ => panic!("CheckResponse without an http_response"),

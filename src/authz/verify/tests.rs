@@ -13,7 +13,7 @@ fn issuer() -> Issuer {
         "issuers:\n- issuer: https://idp.example\n  audiences: [api, other]\n  leeway: 10s\n",
     )
     .unwrap();
-    cfg.validate().unwrap().remove(0)
+    cfg.validate().unwrap().issuers.remove(0)
 }
 
 fn claims_with(patch: serde_json::Value) -> serde_json::Value {
