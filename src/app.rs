@@ -45,6 +45,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen on unix socket {path}: {source}")]
+    BindUds {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
 }
@@ -79,6 +84,8 @@ pub struct App {
     shared: Arc<Shared>,
     grpc: TcpListener,
     admin: TcpListener,
+    #[cfg(unix)]
+    grpc_uds: Option<(tokio::net::UnixListener, PathBuf)>,
     forward_auth: Option<TcpListener>,
     proxy: Option<(TcpListener, ProxyConfig)>,
     drain_timeout: Duration,
@@ -101,6 +108,11 @@ impl App {
         };
         let grpc = bind("gRPC", config.listen.grpc).await?;
         let admin = bind("admin", config.listen.admin).await?;
+        #[cfg(unix)]
+        let grpc_uds = match &config.listen.grpc_uds {
+            Some(path) => Some((bind_uds(path)?, path.clone())),
+            None => None,
+        };
         let forward_auth = match &config.forward_auth {
             Some(f) => Some(bind("forward-auth", f.listen).await?),
             None => None,
@@ -119,6 +131,8 @@ impl App {
             reload: None,
             grpc,
             admin,
+            #[cfg(unix)]
+            grpc_uds,
             forward_auth,
             proxy,
             drain_timeout: config.drain_timeout,
@@ -166,6 +180,7 @@ impl App {
         let stop = CancellationToken::new();
         let background = CancellationToken::new();
         self.issuers.start(background.clone());
+        let mut http_tasks = Vec::new();
         if let Some((loader, file)) = self.reload.take() {
             tokio::spawn(reload::watch(
                 loader,
@@ -183,40 +198,30 @@ impl App {
             background.clone(),
         ));
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(grpc::EXT_AUTHZ_DESCRIPTOR)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .expect("embedded descriptor sets are valid");
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(grpc::EXT_AUTHZ_DESCRIPTOR)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .expect("embedded descriptor sets are valid");
-
-        let ext_authz = envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ExtAuthz::new(
-            self.shared.clone(),
-        ));
         let grpc_stop = stop.clone();
-        let grpc = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .max_concurrent_streams(Some(1024))
-            .add_service(ext_authz)
-            .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
-                async move { grpc_stop.cancelled().await },
+        let grpc = grpc_server(&self.shared, health.clone()).serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
+            async move { grpc_stop.cancelled().await },
+        );
+        #[cfg(unix)]
+        if let Some((listener, path)) = self.grpc_uds.take() {
+            let uds_stop = stop.clone();
+            let server = grpc_server(&self.shared, health).serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                async move { uds_stop.cancelled().await },
             );
+            http_tasks.push(tokio::spawn(async move {
+                let result = server.await;
+                let _ = std::fs::remove_file(&path);
+                result.map_err(std::io::Error::other)
+            }));
+        }
         let admin_stop = stop.clone();
         let admin = admin::serve(self.admin, self.shared.clone(), async move {
             admin_stop.cancelled().await
         });
         let grpc_task = tokio::spawn(grpc);
         let admin_task = tokio::spawn(admin);
-        let mut http_tasks = Vec::new();
         if let Some(listener) = self.forward_auth {
             let stop = stop.clone();
             http_tasks.push(tokio::spawn(forward_auth::serve(
@@ -257,6 +262,51 @@ impl App {
             }
         }
     }
+}
+
+/// Binds a Unix domain socket, replacing a stale socket file left by an earlier run.
+#[cfg(unix)]
+fn bind_uds(path: &std::path::Path) -> Result<tokio::net::UnixListener, StartError> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let err = |source| StartError::BindUds {
+        path: path.to_owned(),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).map_err(err)?;
+        }
+    }
+    tokio::net::UnixListener::bind(path).map_err(err)
+}
+
+/// The gRPC services: ext_authz Check, health, reflection (v1 and v1alpha).
+fn grpc_server(
+    shared: &Arc<Shared>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> tonic::transport::server::Router {
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(grpc::EXT_AUTHZ_DESCRIPTOR)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("embedded descriptor sets are valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(grpc::EXT_AUTHZ_DESCRIPTOR)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("embedded descriptor sets are valid");
+    let ext_authz =
+        envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ExtAuthz::new(shared.clone()));
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(Some(1024))
+        .add_service(ext_authz)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
 }
 
 /// Publishes readiness to gRPC health (overall "" and the ext_authz service).

@@ -29,6 +29,10 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Runtime worker threads [default: one per CPU]. Sidecars usually want 1 or 2; 0 runs
+    /// everything on the main thread (a current-thread runtime).
+    #[arg(long, global = true, env = "JWT_AUTHZ_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 const LONG_ABOUT: &str = "\

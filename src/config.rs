@@ -69,6 +69,9 @@ pub struct Config {
     /// `resource_metadata` in challenges.
     #[serde(default)]
     pub protected_resource: Option<ProtectedResourceConfig>,
+    /// The verified-token cache (on by default; `max_entries: 0` turns it off).
+    #[serde(default)]
+    pub token_cache: crate::authz::cache::CacheConfig,
     /// Envoy dynamic metadata key under the ext_authz filter's namespace
     /// (`envoy.filters.http.ext_authz`) where verified claims are published.
     #[serde(default = "default_metadata_key")]
@@ -90,6 +93,9 @@ pub struct Listen {
     pub grpc: SocketAddr,
     #[serde(default = "default_admin")]
     pub admin: SocketAddr,
+    /// Also serve gRPC on this Unix domain socket (Envoy and a sidecar in one pod skip TCP).
+    #[serde(default)]
+    pub grpc_uds: Option<PathBuf>,
 }
 
 impl Default for Listen {
@@ -97,6 +103,7 @@ impl Default for Listen {
         Self {
             grpc: default_grpc(),
             admin: default_admin(),
+            grpc_uds: None,
         }
     }
 }
@@ -328,6 +335,7 @@ impl Default for Config {
             default_action: DefaultAction::default(),
             protected_resource: None,
             metadata_key: default_metadata_key(),
+            token_cache: Default::default(),
             forward_auth: None,
             proxy: None,
         }

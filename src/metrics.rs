@@ -79,6 +79,9 @@ pub struct Metrics {
     frontends: Vec<FrontendMetrics>,
     pub key_hit: IntCounter,
     pub key_miss: IntCounter,
+    pub cache_hit: IntCounter,
+    pub cache_miss: IntCounter,
+    pub cache_entries: IntGauge,
     refreshes: IntCounterVec,
     keys: IntGaugeVec,
     last_success: GaugeVec,
@@ -120,6 +123,17 @@ impl Metrics {
                 "Signing key lookups in the cached key set: hit or miss.",
             ),
             &["result"],
+        ));
+        let cache = must(IntCounterVec::new(
+            Opts::new(
+                "token_cache_lookups_total",
+                "Verified-token cache lookups: hit (signature not re-verified) or miss.",
+            ),
+            &["result"],
+        ));
+        let cache_entries = must(IntGauge::new(
+            "token_cache_entries",
+            "Tokens held in the verified-token cache.",
         ));
         let refreshes = must(IntCounterVec::new(
             Opts::new(
@@ -187,6 +201,8 @@ impl Metrics {
             Box::new(checks.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(lookups.clone()),
+            Box::new(cache.clone()),
+            Box::new(cache_entries.clone()),
             Box::new(refreshes.clone()),
             Box::new(keys.clone()),
             Box::new(last_success.clone()),
@@ -217,6 +233,9 @@ impl Metrics {
             frontends,
             key_hit: lookups.with_label_values(&["hit"]),
             key_miss: lookups.with_label_values(&["miss"]),
+            cache_hit: cache.with_label_values(&["hit"]),
+            cache_miss: cache.with_label_values(&["miss"]),
+            cache_entries,
             refreshes,
             keys,
             last_success,

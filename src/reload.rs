@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::{Shared, StartError},
-    authz::{resource::ResourceMetadata, Authorizer, Responder},
+    authz::{cache::TokenCache, resource::ResourceMetadata, Authorizer, Responder},
     config::{Config, ConfigError, IssuerConfig},
     jwks::{refresh, IssuerKeys},
     metrics::Metrics,
@@ -101,7 +101,8 @@ impl Issuers {
             config.token_sources.clone(),
             responder,
             self.metrics.clone(),
-        );
+        )
+        .with_cache(TokenCache::new(&config.token_cache));
         Ok((authorizer, keys))
     }
 

@@ -342,3 +342,46 @@ async fn metrics_count_decisions_by_reason() {
     assert!(m.contains(&format!(r#"jwt_authz_jwks_keys{{issuer="{iss}"}} 1"#)));
     assert!(m.contains(r#"jwt_authz_key_lookups_total{result="hit"} 1"#));
 }
+
+#[tokio::test]
+async fn serves_check_on_a_unix_domain_socket() {
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    let key = jwt_authz::dev::SigningKey::generate(Alg::ES256, Some("k1"));
+    let issuer = TestIssuer::start(&[&key]).await;
+    let path = std::env::temp_dir().join(format!("jwt-authz-{}.sock", rand::random::<u64>()));
+    let mut config = jwt_authz::config::Config::default();
+    config.listen.grpc = "127.0.0.1:0".parse().unwrap();
+    config.listen.admin = "127.0.0.1:0".parse().unwrap();
+    config.listen.grpc_uds = Some(path.clone());
+    config.issuers = vec![issuer_config(&issuer.issuer, AUD)];
+    let app = Running::start_config(config).await;
+    app.wait_ready().await;
+    let p = path.clone();
+    let channel = tonic::transport::Endpoint::from_static("http://uds.invalid")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let p = p.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(p).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("connect over the unix socket");
+    let mut client = AuthorizationClient::new(channel);
+    let token = key.mint(&issuer.claims(AUD, "uds-user"));
+    let req = check_request(
+        "GET",
+        "api.test",
+        "/",
+        &[("authorization", &format!("Bearer {token}"))],
+    );
+    let resp = client.check(req).await.unwrap().into_inner();
+    assert_eq!(
+        resp.status.map(|s| s.code),
+        Some(0),
+        "allowed over the socket"
+    );
+    app.stop().await;
+    assert!(!path.exists(), "socket file removed at shutdown");
+}

@@ -3,6 +3,7 @@
 //! codes, and front ends only translate [`Decision`] into their wire format.
 
 pub mod alg;
+pub mod cache;
 pub mod claims;
 mod deny;
 pub mod policy;
@@ -23,7 +24,7 @@ use crate::{
     jwks::IssuerKeys,
     metrics::{Frontend, Metrics},
 };
-use claims::Claims;
+use cache::{TokenCache, Verified};
 use policy::{Action, Policy};
 use token::TokenSource;
 use verify::Jws;
@@ -31,7 +32,7 @@ use verify::Jws;
 /// An allowed request: the verified token (none on an anonymous route) and the rule that matched.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    pub claims: Option<Claims>,
+    pub verified: Option<Arc<Verified>>,
     pub route: String,
     /// The query parameter that carried the token, removed before the request goes upstream.
     pub query_param: Option<String>,
@@ -52,6 +53,7 @@ pub struct Authorizer {
     policy: Policy,
     sources: Vec<TokenSource>,
     responder: Responder,
+    cache: Option<TokenCache>,
     metrics: Arc<Metrics>,
 }
 
@@ -68,8 +70,20 @@ impl Authorizer {
             policy,
             sources,
             responder,
+            cache: None,
             metrics,
         }
+    }
+
+    /// Enables the verified-token cache.
+    pub fn with_cache(mut self, cache: Option<TokenCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Entries in the verified-token cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.cache.as_ref().map_or(0, TokenCache::len)
     }
 
     /// Decides one request and records it in the metrics.
@@ -88,7 +102,7 @@ impl Authorizer {
                 tracing::debug!(
                     request_id = req.request_id().unwrap_or("-"),
                     route = %grant.route,
-                    issuer = grant.claims.as_ref().map_or("-", |c| c.iss.as_str()),
+                    issuer = grant.verified.as_ref().map_or("-", |v| v.claims.iss.as_str()),
                     "allow"
                 );
                 Decision::Allow(self.responder.allow(&grant))
@@ -111,7 +125,7 @@ impl Authorizer {
         match route.action {
             Action::Anonymous => {
                 return Ok(Grant {
-                    claims: None,
+                    verified: None,
                     route: route.name.clone(),
                     query_param: None,
                 })
@@ -124,23 +138,57 @@ impl Authorizer {
             Action::Authenticated => {}
         }
         let found = token::find(req, &self.sources)?;
-        let jws = Jws::parse(&found.token)?;
-        let keys = self.issuer(&jws.iss).ok_or(Deny::UnknownIssuer)?;
-        if !route.accepts_issuer(&jws.iss) {
+        let (keys, verified) = self.verify(&found.token).await?;
+        let claims = &verified.claims;
+        if !route.accepts_issuer(&claims.iss) {
             return Err(Deny::IssuerNotAllowed);
         }
-        keys.verify_signature(&jws).await?;
-        let typ = jws.typ.clone();
         let issuer = &keys.issuer;
         let audiences = route.audiences.as_deref().unwrap_or(&issuer.audiences);
-        let claims = jws.check_claims_for(issuer, audiences, verify::now())?;
-        profile::check(issuer.profile, typ.as_deref(), &claims.all)?;
-        route.authorize(&claims)?;
+        verify::check_audience(claims, issuer, audiences)?;
+        profile::check(issuer.profile, verified.typ.as_deref(), &claims.all)?;
+        route.authorize(claims)?;
         Ok(Grant {
-            claims: Some(claims),
+            verified: Some(verified),
             route: route.name.clone(),
             query_param: found.query_param.map(str::to_owned),
         })
+    }
+
+    /// Signature and lifetime: from the verified-token cache when this exact token was verified
+    /// before by a key still in the set, else verified now (and cached).
+    async fn verify(&self, token: &str) -> Result<(&Arc<IssuerKeys>, Arc<Verified>), Deny> {
+        let key = self.cache.as_ref().map(|_| TokenCache::key(token));
+        if let (Some(cache), Some(key)) = (&self.cache, &key) {
+            if let Some(hit) = cache.get(key) {
+                match self.issuer(&hit.claims.iss) {
+                    Some(keys) if keys.has_key(hit.fingerprint) => {
+                        verify::check_expiry(&hit.claims, &keys.issuer, verify::now())?;
+                        self.metrics.cache_hit.inc();
+                        return Ok((keys, hit));
+                    }
+                    // The key that verified it has left the set: verify afresh.
+                    _ => cache.remove(key),
+                }
+            }
+            self.metrics.cache_miss.inc();
+        }
+        let jws = Jws::parse(token)?;
+        let keys = self.issuer(&jws.iss).ok_or(Deny::UnknownIssuer)?;
+        let fingerprint = keys.verify_signature(&jws).await?;
+        let typ = jws.typ.clone();
+        let size = cache::estimate_size(jws.signing_input.len());
+        let claims = jws.into_claims(&keys.issuer, verify::now())?;
+        let verified = Arc::new(Verified {
+            claims,
+            typ,
+            fingerprint,
+            size,
+        });
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.insert(key, verified.clone());
+        }
+        Ok((keys, verified))
     }
 
     /// A GET for the RFC 9728 document, answered directly.

@@ -96,7 +96,7 @@ impl Responder {
     /// Headers and metadata for the upstream request of an allowed check.
     pub fn allow(&self, grant: &Grant) -> Allowance {
         let mut a = Allowance::default();
-        let Some(claims) = &grant.claims else {
+        let Some(claims) = grant.verified.as_ref().map(|v| &v.claims) else {
             // Anonymous route: no identity, and no client-made one either.
             a.remove = self
                 .identity_headers()

@@ -142,6 +142,14 @@ impl<'t> Jws<'t> {
         audiences: &[String],
         now: f64,
     ) -> Result<Claims, Deny> {
+        let claims = self.into_claims(issuer, now)?;
+        check_audience(&claims, issuer, audiences)?;
+        Ok(claims)
+    }
+
+    /// The checks that do not depend on the route: lifetime and claim types (RFC 7519 §4.1).
+    /// Their result may be cached for the token's lifetime; see [`check_expiry`].
+    pub fn into_claims(self, issuer: &Issuer, now: f64) -> Result<Claims, Deny> {
         let leeway = issuer.leeway.as_secs_f64();
         let p = &self.payload;
         // RFC 7519 §4.1.4: the token must not be accepted on or after `exp`. Required here
@@ -163,18 +171,6 @@ impl<'t> Jws<'t> {
         if let Some(iat) = p.get("iat") {
             claims::numeric_date(iat).ok_or(Deny::InvalidClaim("iat"))?;
         }
-        // RFC 7519 §4.1.3, RFC 9068 §4: `aud` must contain one of this resource's identifiers.
-        // Providers that put the audience elsewhere (Cognito: `client_id`) name that claim in
-        // `audience_claims`; the first one present is used.
-        let value = issuer
-            .audience_claims
-            .iter()
-            .find_map(|c| p.get(c.as_str()))
-            .ok_or(Deny::InvalidClaim("aud"))?;
-        let auds = claims::audiences(value).ok_or(Deny::InvalidClaim("aud"))?;
-        if !auds.iter().any(|a| audiences.iter().any(|want| want == a)) {
-            return Err(Deny::BadAudience);
-        }
         let sub = optional_string(p, "sub").map_err(|_| Deny::InvalidClaim("sub"))?;
         Ok(Claims {
             iss: self.iss,
@@ -183,6 +179,30 @@ impl<'t> Jws<'t> {
             all: self.payload,
         })
     }
+}
+
+/// `exp` again, for a token verified earlier (a cached verification).
+pub fn check_expiry(claims: &Claims, issuer: &Issuer, now: f64) -> Result<(), Deny> {
+    if now >= claims.exp + issuer.leeway.as_secs_f64() {
+        return Err(Deny::Expired);
+    }
+    Ok(())
+}
+
+/// RFC 7519 §4.1.3, RFC 9068 §4: the audience must contain one of this resource's identifiers.
+/// Providers that put the audience elsewhere (Cognito: `client_id`) name that claim in
+/// `audience_claims`; the first one present is used.
+pub fn check_audience(claims: &Claims, issuer: &Issuer, audiences: &[String]) -> Result<(), Deny> {
+    let value = issuer
+        .audience_claims
+        .iter()
+        .find_map(|c| claims.all.get(c.as_str()))
+        .ok_or(Deny::InvalidClaim("aud"))?;
+    let auds = claims::audiences(value).ok_or(Deny::InvalidClaim("aud"))?;
+    if !auds.iter().any(|a| audiences.iter().any(|want| want == a)) {
+        return Err(Deny::BadAudience);
+    }
+    Ok(())
 }
 
 /// The exact signature length of algorithms whose signatures have one (RSA depends on the key).

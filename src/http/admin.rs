@@ -26,9 +26,14 @@ pub async fn serve(
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    for keys in shared.authorizer().issuers() {
+    let authorizer = shared.authorizer();
+    for keys in authorizer.issuers() {
         keys.publish_age();
     }
+    shared
+        .metrics
+        .cache_entries
+        .set(authorizer.cached_tokens() as i64);
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         shared.metrics.render(),

@@ -97,6 +97,13 @@ impl IssuerKeys {
         self.current().is_some()
     }
 
+    /// Is the key with this fingerprint still in the current set? (A cached verification is
+    /// only as good as the key that made it.)
+    pub fn has_key(&self, fingerprint: u64) -> bool {
+        self.current()
+            .is_some_and(|set| set.keys().iter().any(|k| k.fingerprint == fingerprint))
+    }
+
     /// Updates the key-set age gauge (called when metrics are scraped).
     pub fn publish_age(&self) {
         if let Some(set) = self.keys.load_full() {
@@ -118,7 +125,8 @@ impl IssuerKeys {
     }
 
     /// Verifies the token's signature with this issuer's keys (RFC 7515 §5.2 steps 7–8).
-    pub async fn verify_signature(self: &Arc<Self>, jws: &Jws<'_>) -> Result<(), Deny> {
+    /// Returns the fingerprint of the key that verified it.
+    pub async fn verify_signature(self: &Arc<Self>, jws: &Jws<'_>) -> Result<u64, Deny> {
         if !self.issuer.algorithms.contains(jws.alg) {
             return Err(Deny::UnsupportedAlg);
         }
@@ -356,18 +364,13 @@ impl IssuerKeys {
 }
 
 /// Looks the token's key up in `set` and verifies the signature with each candidate.
-fn check(set: &KeySet, jws: &Jws<'_>) -> Result<(), Deny> {
+fn check(set: &KeySet, jws: &Jws<'_>) -> Result<u64, Deny> {
     match set.lookup(jws.kid.as_deref(), jws.alg) {
-        Lookup::Candidates(keys) => {
-            if keys
-                .iter()
-                .any(|k| k.verify(jws.signing_input.as_bytes(), &jws.signature))
-            {
-                Ok(())
-            } else {
-                Err(Deny::BadSignature)
-            }
-        }
+        Lookup::Candidates(keys) => keys
+            .iter()
+            .find(|k| k.verify(jws.signing_input.as_bytes(), &jws.signature))
+            .map(|k| k.fingerprint)
+            .ok_or(Deny::BadSignature),
         Lookup::AlgMismatch => Err(Deny::KeyAlgMismatch),
         Lookup::Unknown => Err(Deny::UnknownKey),
     }
