@@ -54,6 +54,40 @@ pub enum Command {
     Demo(DemoArgs),
     /// Send one Check request to a running server and print the decision (exit 0 allow, 1 deny).
     Call(CallArgs),
+    /// Explain, step by step, why a token is allowed or denied (exit 0 allow, 1 deny).
+    ///
+    /// Fetches the issuer's metadata and keys live, checks the signature and each claim, picks
+    /// the route rule, and prints the exact response Envoy would send.
+    Explain(ExplainArgs),
+    /// Validate a configuration file and summarise it (exit 0 valid, 2 invalid).
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The token; omit (or pass `-`) to read it from standard input.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Read the token from this file.
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Request method the token is presented with.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Request host.
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+    /// Request path (with query, if any).
+    #[arg(long, default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The YAML configuration file.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -69,6 +69,10 @@ pub struct Config {
     /// `resource_metadata` in challenges.
     #[serde(default)]
     pub protected_resource: Option<ProtectedResourceConfig>,
+    /// Level at which every decision is logged (reason, route, issuer, x-request-id; never a
+    /// token): off, trace, debug (default), info, warn.
+    #[serde(default)]
+    pub decision_log: crate::authz::DecisionLog,
     /// The verified-token cache (on by default; `max_entries: 0` turns it off).
     #[serde(default)]
     pub token_cache: crate::authz::cache::CacheConfig,
@@ -336,6 +340,7 @@ impl Default for Config {
             protected_resource: None,
             metadata_key: default_metadata_key(),
             token_cache: Default::default(),
+            decision_log: Default::default(),
             forward_auth: None,
             proxy: None,
         }

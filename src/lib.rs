@@ -12,6 +12,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod explain;
 pub mod grpc;
 pub mod http;
 pub mod jwks;

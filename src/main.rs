@@ -7,7 +7,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser;
 use jwt_authz::{
     app::App,
-    cli::{CallArgs, Cli, Command, DemoArgs, ServeArgs},
+    cli::{CallArgs, CheckConfigArgs, Cli, Command, DemoArgs, ExplainArgs, ServeArgs},
     config::{Config, IssuerConfig},
     dev::DevIssuer,
     telemetry,
@@ -31,6 +31,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Demo(args) => demo(args).await,
             Command::Call(args) => call(args).await,
+            Command::Explain(args) => explain(args).await,
+            Command::CheckConfig(args) => check_config(args),
         }
     })
 }
@@ -139,6 +141,72 @@ async fn demo(args: DemoArgs) -> ExitCode {
         admin = args.admin_listen,
     );
     run(config, None).await
+}
+
+async fn explain(args: ExplainArgs) -> ExitCode {
+    let config = match args.serve.load() {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) if t != "-" => t.clone(),
+        (_, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            let mut t = String::new();
+            if std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).is_err() {
+                eprintln!("error: cannot read the token from standard input");
+                return ExitCode::from(2);
+            }
+            t
+        }
+    };
+    let request = jwt_authz::explain::RequestSpec {
+        method: args.method,
+        host: args.host,
+        path: args.path,
+    };
+    match jwt_authz::explain::explain(&config, &token, &request).await {
+        Ok((report, allowed)) => {
+            print!("{report}");
+            ExitCode::from(if allowed { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_config(args: CheckConfigArgs) -> ExitCode {
+    let config = match Config::from_file(&args.file) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    match config.validate() {
+        Ok(v) => {
+            println!("{}: valid", args.file.display());
+            for i in &v.issuers {
+                println!(
+                    "  issuer {} (audiences {:?}, profile {:?})",
+                    i.id, i.audiences, i.profile
+                );
+            }
+            println!(
+                "  {} rule(s), default {:?}; token sources {:?}",
+                config.rules.len(),
+                config.default_action,
+                config.token_sources
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => config_error(e),
+    }
 }
 
 async fn call(args: CallArgs) -> ExitCode {

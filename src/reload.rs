@@ -102,7 +102,8 @@ impl Issuers {
             responder,
             self.metrics.clone(),
         )
-        .with_cache(TokenCache::new(&config.token_cache));
+        .with_cache(TokenCache::new(&config.token_cache))
+        .with_decision_log(config.decision_log);
         Ok((authorizer, keys))
     }
 

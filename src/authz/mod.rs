@@ -54,7 +54,43 @@ pub struct Authorizer {
     sources: Vec<TokenSource>,
     responder: Responder,
     cache: Option<TokenCache>,
+    decision_log: DecisionLog,
     metrics: Arc<Metrics>,
+}
+
+/// The level at which each decision is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionLog {
+    Off,
+    Trace,
+    #[default]
+    Debug,
+    Info,
+    Warn,
+}
+
+fn log_decision(
+    level: DecisionLog,
+    frontend: &str,
+    reason: &str,
+    route: &str,
+    issuer: &str,
+    request_id: &str,
+) {
+    let decision = if reason == "ok" { "allow" } else { "deny" };
+    macro_rules! emit {
+        ($lvl:ident) => {
+            tracing::$lvl!(decision, reason, route, issuer, request_id, frontend, "decision")
+        };
+    }
+    match level {
+        DecisionLog::Off => {}
+        DecisionLog::Trace => emit!(trace),
+        DecisionLog::Debug => emit!(debug),
+        DecisionLog::Info => emit!(info),
+        DecisionLog::Warn => emit!(warn),
+    }
 }
 
 impl Authorizer {
@@ -71,6 +107,7 @@ impl Authorizer {
             sources,
             responder,
             cache: None,
+            decision_log: DecisionLog::default(),
             metrics,
         }
     }
@@ -86,7 +123,13 @@ impl Authorizer {
         self.cache.as_ref().map_or(0, TokenCache::len)
     }
 
-    /// Decides one request and records it in the metrics.
+    /// Logs each decision at this level (`off` to disable).
+    pub fn with_decision_log(mut self, level: DecisionLog) -> Self {
+        self.decision_log = level;
+        self
+    }
+
+    /// Decides one request and records it in the metrics and (if enabled) the log.
     pub async fn decide(&self, req: &AuthzRequest<'_>, frontend: Frontend) -> Decision {
         let started = Instant::now();
         let m = self.metrics.frontend(frontend);
@@ -94,26 +137,29 @@ impl Authorizer {
             m.served.inc();
             return Decision::Deny(doc);
         }
-        let result = self.authorize(req).await;
+        let route = self.policy.route(req);
+        let result = self.authorize_on(req, route).await;
         m.duration.observe(started.elapsed().as_secs_f64());
+        let (reason, issuer) = match &result {
+            Ok(g) => ("ok", g.verified.as_ref().map(|v| v.claims.iss.as_str())),
+            Err(d) => (d.label(), None),
+        };
+        // Only bounded, non-secret fields: never the token, a cookie or a claim value.
+        log_decision(
+            self.decision_log,
+            frontend.label(),
+            reason,
+            &route.name,
+            issuer.unwrap_or("-"),
+            req.request_id().unwrap_or("-"),
+        );
         match result {
             Ok(grant) => {
                 m.allowed.inc();
-                tracing::debug!(
-                    request_id = req.request_id().unwrap_or("-"),
-                    route = %grant.route,
-                    issuer = grant.verified.as_ref().map_or("-", |v| v.claims.iss.as_str()),
-                    "allow"
-                );
                 Decision::Allow(self.responder.allow(&grant))
             }
             Err(deny) => {
                 m.denied(&deny).inc();
-                tracing::debug!(
-                    request_id = req.request_id().unwrap_or("-"),
-                    reason = deny.label(),
-                    "deny"
-                );
                 Decision::Deny(self.responder.deny(&deny))
             }
         }
@@ -121,7 +167,14 @@ impl Authorizer {
 
     /// The pipeline proper.
     pub async fn authorize(&self, req: &AuthzRequest<'_>) -> Result<Grant, Deny> {
-        let route = self.policy.route(req);
+        self.authorize_on(req, self.policy.route(req)).await
+    }
+
+    async fn authorize_on(
+        &self,
+        req: &AuthzRequest<'_>,
+        route: &policy::Route,
+    ) -> Result<Grant, Deny> {
         match route.action {
             Action::Anonymous => {
                 return Ok(Grant {

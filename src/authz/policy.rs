@@ -382,6 +382,36 @@ impl Route {
             }
     }
 
+    /// What the route requires, in words (for `explain`).
+    pub fn describe(&self) -> String {
+        let mut parts = vec![match self.action {
+            Action::Anonymous => "no token needed".to_owned(),
+            Action::Deny => "always denied (403)".to_owned(),
+            Action::Authenticated => "a valid token".to_owned(),
+        }];
+        if !self.all_scopes.is_empty() {
+            parts.push(format!("all of scopes [{}]", self.all_scopes.join(" ")));
+        }
+        if !self.any_scopes.is_empty() {
+            parts.push(format!("any of scopes [{}]", self.any_scopes.join(" ")));
+        }
+        if !self.claims.is_empty() {
+            let c: Vec<String> = self
+                .claims
+                .iter()
+                .map(|c| format!("{} {:?}", c.pointer, c.test))
+                .collect();
+            parts.push(format!("claims {}", c.join(", ")));
+        }
+        if let Some(i) = &self.issuers {
+            parts.push(format!("issuers [{}]", i.join(", ")));
+        }
+        if let Some(a) = &self.audiences {
+            parts.push(format!("audiences [{}]", a.join(", ")));
+        }
+        parts.join("; ")
+    }
+
     /// May a token from `iss` be used on this route?
     pub fn accepts_issuer(&self, iss: &str) -> bool {
         self.issuers

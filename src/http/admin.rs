@@ -19,6 +19,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/debug/keys", get(debug_keys))
         .with_state(shared);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -38,6 +39,38 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         shared.metrics.render(),
     )
+}
+
+/// Per issuer: where keys come from, the public keys in use (kid, alg, fingerprint), when they
+/// were fetched and will be refreshed, skipped entries and the last error. Never private data.
+async fn debug_keys(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let stamp = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let authorizer = shared.authorizer();
+    let issuers: Vec<serde_json::Value> = authorizer
+        .issuers()
+        .iter()
+        .map(|k| {
+            let set = k.current();
+            serde_json::json!({
+                "issuer": k.issuer.id,
+                "jwks_uri": k.jwks_uri().map(|u| u.to_string()),
+                "ready": k.is_ready(),
+                "fetched_at": set.as_ref().map(|s| stamp(s.fetched_at)),
+                "expires_at": k.next_refresh().map(stamp),
+                "keys": set.as_ref().map(|s| s.keys().iter().map(|key| serde_json::json!({
+                    "kid": key.kid.as_deref(),
+                    "alg": key.alg.name(),
+                    "fingerprint": format!("{:016x}", key.fingerprint),
+                })).collect::<Vec<_>>()).unwrap_or_default(),
+                "skipped": set.as_ref().map(|s| s.skipped().iter().map(|(kid, reason)| serde_json::json!({
+                    "kid": kid,
+                    "reason": reason.label(),
+                })).collect::<Vec<_>>()).unwrap_or_default(),
+                "last_error": k.last_error().map(|e| e.to_string()),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "issuers": issuers }))
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -32,6 +32,7 @@ pub async fn run(keys: Arc<IssuerKeys>, shutdown: CancellationToken) {
                 backoff(failures)
             }
         };
+        keys.set_next_refresh(std::time::SystemTime::now() + delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => return,

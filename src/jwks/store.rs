@@ -56,6 +56,7 @@ pub struct IssuerKeys {
     flight: Mutex<Flight>,
     done: watch::Sender<FetchReport>,
     metrics: IssuerMetrics,
+    next_refresh_ms: std::sync::atomic::AtomicU64,
     key_hit: prometheus::IntCounter,
     key_miss: prometheus::IntCounter,
 }
@@ -78,6 +79,7 @@ impl IssuerKeys {
             flight: Mutex::new(Flight::default()),
             done: watch::Sender::new(FetchReport::default()),
             metrics: issuer_metrics,
+            next_refresh_ms: std::sync::atomic::AtomicU64::new(0),
             key_hit: metrics.key_hit.clone(),
             key_miss: metrics.key_miss.clone(),
         }))
@@ -117,6 +119,32 @@ impl IssuerKeys {
     /// True for a static key set, which needs no refresh loop.
     pub fn is_static(&self) -> bool {
         matches!(self.issuer.source, KeySource::Static(_))
+    }
+
+    /// The `jwks_uri` found by discovery (or configured).
+    pub fn jwks_uri(&self) -> Option<Url> {
+        match &self.issuer.source {
+            KeySource::JwksUri(u) => Some(u.clone()),
+            KeySource::Discover(_) => self.jwks_uri.load_full().map(|u| (*u).clone()),
+            KeySource::Static(_) => None,
+        }
+    }
+
+    /// When the refresh loop plans to fetch next.
+    pub fn next_refresh(&self) -> Option<SystemTime> {
+        let ms = self
+            .next_refresh_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (ms > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// Records when the refresh loop will fetch next.
+    pub fn set_next_refresh(&self, at: SystemTime) {
+        let ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.next_refresh_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The last fetch error, if the last fetch failed.
