@@ -408,6 +408,23 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// What a suite changes in the system: jwt-authz's policy and the Envoy configuration.
+pub struct Setup {
+    /// YAML appended to jwt-authz's base configuration (rules, upstream_headers, …).
+    pub authz_policy: String,
+    /// An Envoy config template with the placeholders of tests/e2e/envoy.yaml.tmpl.
+    pub envoy_template: &'static str,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            authz_policy: String::new(),
+            envoy_template: include_str!("../e2e/envoy.yaml.tmpl"),
+        }
+    }
+}
+
 /// The running system: provider → jwt-authz ← Envoy → upstream.
 pub struct E2e {
     pub issuer: String,
@@ -417,6 +434,9 @@ pub struct E2e {
     tools: Tools,
     provider_port: u16,
     authz_admin_port: u16,
+    /// jwt-authz's config file (watched: rewriting it is a hot reload) and its fixed part.
+    authz_config: PathBuf,
+    authz_base: String,
     http: reqwest::Client,
     upstream: Upstream,
     // Field order is drop order: stop Envoy first, the provider last.
@@ -430,6 +450,11 @@ const STARTUP: Duration = Duration::from_secs(30);
 impl E2e {
     /// Starts everything for the test `name` (its logs go to a scratch dir named after it).
     pub async fn start(name: &str) -> E2e {
+        Self::start_with(name, Setup::default()).await
+    }
+
+    /// As [`E2e::start`], with jwt-authz's policy and the Envoy template from `setup`.
+    pub async fn start_with(name: &str, setup: Setup) -> E2e {
         let tools = Tools::locate();
         let dir = scratch_dir(name);
         let [provider_port, grpc_port, admin_port, envoy_port, envoy_admin_port] = free_ports();
@@ -441,11 +466,16 @@ impl E2e {
 
         let (provider, issuer) = start_provider(&tools, &dir, provider_port, "e2e-key-1").await;
         let upstream = Upstream::start().await;
-        let authz = start_authz(&http, &dir, &issuer, grpc_port, admin_port).await;
+        let authz_base = authz_base_config(&issuer, grpc_port, admin_port);
+        let authz_config = dir.join("jwt-authz.yaml");
+        std::fs::write(&authz_config, format!("{authz_base}{}", setup.authz_policy))
+            .expect("write jwt-authz config");
+        let authz = start_authz(&http, &dir, &authz_config, admin_port).await;
         let envoy = start_envoy(
             &tools,
             &http,
             &dir,
+            setup.envoy_template,
             EnvoyPorts {
                 listen: envoy_port,
                 admin: envoy_admin_port,
@@ -462,6 +492,8 @@ impl E2e {
             tools,
             provider_port,
             authz_admin_port: admin_port,
+            authz_config,
+            authz_base,
             http,
             upstream,
             envoy,
@@ -472,9 +504,14 @@ impl E2e {
 
     /// A client_credentials access token for `resource` (RFC 8707), from the provider's /token.
     pub async fn token(&self, resource: &str) -> Token {
+        self.token_with_scope(resource, "read write").await
+    }
+
+    /// As [`E2e::token`], asking for `scope` (the provider grants `read`, `write` or both).
+    pub async fn token_with_scope(&self, resource: &str, scope: &str) -> Token {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
-            .append_pair("scope", "read write")
+            .append_pair("scope", scope)
             .append_pair("resource", resource)
             .finish();
         let resp = within(
@@ -510,14 +547,28 @@ impl E2e {
 
     /// GET `path` through Envoy, with an optional bearer token and extra request headers.
     pub async fn get(&self, path: &str, bearer: Option<&str>, headers: &[(&str, &str)]) -> Reply {
-        let mut req = self.http.get(format!("{}{path}", self.envoy_url));
+        self.send("GET", path, bearer, headers).await
+    }
+
+    /// `method path` through Envoy, with an optional bearer token and extra request headers.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.envoy_url));
         if let Some(token) = bearer {
             req = req.header("authorization", format!("Bearer {token}"));
         }
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let resp = within(Duration::from_secs(10), "GET through Envoy", req.send())
+        let resp = within(Duration::from_secs(10), "request through Envoy", req.send())
             .await
             .expect("request through Envoy");
         let status = resp.status().as_u16();
@@ -555,19 +606,38 @@ impl E2e {
     /// How many checks jwt-authz denied with metric reason `reason` (from its /metrics, summed
     /// over front ends): tells *why* a request was denied, not just that it was.
     pub async fn denials(&self, reason: &str) -> u64 {
-        let url = format!("http://127.0.0.1:{}/metrics", self.authz_admin_port);
-        let text = within(Duration::from_secs(10), "GET jwt-authz /metrics", async {
-            let resp = self.http.get(&url).send().await.expect("GET /metrics");
-            assert_eq!(resp.status(), 200, "GET {url}");
-            resp.text().await.expect("metrics body")
-        })
-        .await;
+        let text = self.metrics().await;
         let reason_label = format!("reason=\"{reason}\"");
         text.lines()
             .filter(|l| l.starts_with("jwt_authz_checks_total{"))
             .filter(|l| l.contains("decision=\"deny\"") && l.contains(&reason_label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
+    }
+
+    /// jwt-authz's /metrics text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.authz_admin_port);
+        within(Duration::from_secs(10), "GET jwt-authz /metrics", async {
+            let resp = self.http.get(&url).send().await.expect("GET /metrics");
+            assert_eq!(resp.status(), 200, "GET {url}");
+            resp.text().await.expect("metrics body")
+        })
+        .await
+    }
+
+    /// Replaces jwt-authz's policy (the part after the base config) in its config file, which
+    /// jwt-authz watches. Written to a temporary file and renamed, so that jwt-authz never reads
+    /// a half-written file (a ConfigMap update swaps a symlink the same way).
+    pub fn rewrite_authz_policy(&self, policy: &str) {
+        let tmp = self.authz_config.with_extension("yaml.tmp");
+        std::fs::write(&tmp, format!("{}{policy}", self.authz_base)).expect("write new config");
+        std::fs::rename(&tmp, &self.authz_config).expect("replace config");
+    }
+
+    /// Envoy's access log so far (flushed every 100 ms).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy-access.log")).unwrap_or_default()
     }
 
     /// Where this fixture's configs and logs are written.
@@ -612,26 +682,27 @@ async fn start_provider(tools: &Tools, dir: &Path, port: u16, kid: &str) -> (Pro
     }
 }
 
-async fn start_authz(
-    http: &reqwest::Client,
-    dir: &Path,
-    issuer: &str,
-    grpc_port: u16,
-    admin_port: u16,
-) -> Proc {
+/// jwt-authz's listeners and issuer; a suite's policy is appended to it.
+fn authz_base_config(issuer: &str, grpc_port: u16, admin_port: u16) -> String {
     // Leeway 0 s so that a 1 s token is rejected as soon as it expires.
-    let config = format!(
+    format!(
         "listen:\n  grpc: 127.0.0.1:{grpc_port}\n  admin: 127.0.0.1:{admin_port}\n\
          realm: jwt-authz\n\
          drain_timeout: 2s\n\
          issuers:\n  - issuer: {issuer}\n    audiences: [\"{API_AUDIENCE}\"]\n    leeway: 0s\n"
-    );
-    let config_path = dir.join("jwt-authz.yaml");
-    std::fs::write(&config_path, config).expect("write jwt-authz config");
+    )
+}
+
+async fn start_authz(
+    http: &reqwest::Client,
+    dir: &Path,
+    config_path: &Path,
+    admin_port: u16,
+) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jwt-authz"));
     cmd.arg("serve")
         .arg("--config")
-        .arg(&config_path)
+        .arg(config_path)
         .env("JWT_AUTHZ_LOG", "info,jwt_authz=debug")
         .env("NO_COLOR", "1")
         .env_remove("JWT_AUTHZ_CONFIG")
@@ -652,9 +723,9 @@ struct EnvoyPorts {
     upstream: u16,
 }
 
-/// Fills the placeholders of tests/e2e/envoy.yaml.tmpl; fails on any left unfilled.
-fn render_envoy_config(ports: &EnvoyPorts, access_log: &Path) -> String {
-    let template = include_str!("../e2e/envoy.yaml.tmpl");
+/// Fills the placeholders of an Envoy template (tests/e2e/envoy.yaml.tmpl and its variants);
+/// fails on any left unfilled.
+fn render_envoy_config(template: &str, ports: &EnvoyPorts, access_log: &Path) -> String {
     let rendered = template
         .replace("{{LISTEN_PORT}}", &ports.listen.to_string())
         .replace("{{ADMIN_PORT}}", &ports.admin.to_string())
@@ -663,17 +734,26 @@ fn render_envoy_config(ports: &EnvoyPorts, access_log: &Path) -> String {
         .replace("{{ACCESS_LOG}}", &access_log.display().to_string());
     assert!(
         !rendered.contains("{{"),
-        "unfilled placeholder in envoy.yaml.tmpl:\n{rendered}"
+        "unfilled placeholder in the Envoy template:\n{rendered}"
     );
     rendered
 }
 
-async fn start_envoy(tools: &Tools, http: &reqwest::Client, dir: &Path, ports: EnvoyPorts) -> Proc {
+async fn start_envoy(
+    tools: &Tools,
+    http: &reqwest::Client,
+    dir: &Path,
+    template: &str,
+    ports: EnvoyPorts,
+) -> Proc {
     let config_path = dir.join("envoy.yaml");
     let log_path = dir.join("envoy.log");
     let access_log = dir.join("envoy-access.log");
-    std::fs::write(&config_path, render_envoy_config(&ports, &access_log))
-        .expect("write envoy.yaml");
+    std::fs::write(
+        &config_path,
+        render_envoy_config(template, &ports, &access_log),
+    )
+    .expect("write envoy.yaml");
     // A random base id keeps concurrent Envoys (other tests, other checkouts) from colliding on
     // their hot-restart shared memory.
     let base_id: u32 = rand::random_range(1..1_000_000);
@@ -681,6 +761,8 @@ async fn start_envoy(tools: &Tools, http: &reqwest::Client, dir: &Path, ports: E
     cmd.arg("-c")
         .arg(&config_path)
         .args(["--base-id", &base_id.to_string(), "--concurrency", "1"])
+        // Access-log lines reach the file within 100 ms (tests read it; the default is 10 s).
+        .args(["--file-flush-interval-msec", "100"])
         // Startup at info is 100+ lines of extension lists; keep warnings and the ext_authz story.
         .args([
             "--log-level",

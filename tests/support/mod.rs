@@ -177,9 +177,12 @@ impl TestIssuer {
 
 async fn serve(State(s): State<IssuerState>, uri: Uri) -> Response {
     let path = uri.path().to_owned();
-    let oidc_path = format!("{}/.well-known/openid-configuration", s.path);
-    let rfc_path = format!("/.well-known/oauth-authorization-server{}", s.path);
-    let jwks_path = format!("{}/jwks", s.path);
+    // An issuer may end in '/' (Auth0, Entra ID v1): the well-known paths drop it (OIDC
+    // Discovery §4, RFC 8414 §3.1), as real providers serve them.
+    let base = s.path.trim_end_matches('/');
+    let oidc_path = format!("{base}/.well-known/openid-configuration");
+    let rfc_path = format!("/.well-known/oauth-authorization-server{base}");
+    let jwks_path = format!("{base}/jwks");
     if path == oidc_path || path == rfc_path {
         let is_oidc = path == oidc_path;
         if is_oidc {
@@ -199,7 +202,7 @@ async fn serve(State(s): State<IssuerState>, uri: Uri) -> Response {
         }
         let doc = json!({
             "issuer": issuer.unwrap_or_else(|| s.issuer.clone()),
-            "jwks_uri": format!("{}/jwks", s.issuer),
+            "jwks_uri": format!("{}/jwks", s.issuer.trim_end_matches('/')),
             "token_endpoint": format!("{}/token", s.issuer),
         });
         return (
