@@ -237,6 +237,14 @@ pub struct IssuerConfig {
     /// Claims that hold the audience, first present wins (default `[aud]`; Cognito: `[client_id]`).
     #[serde(default = "default_audience_claims")]
     pub audience_claims: Vec<String>,
+    /// Claims that must be present with exactly these values, e.g. `{token_use: access}` for
+    /// Cognito (whose ID tokens otherwise look like access tokens).
+    #[serde(default)]
+    pub required_claims: serde_json::Map<String, serde_json::Value>,
+    /// Claims whose presence marks an OpenID Connect ID token, refused as an access token
+    /// (default `[nonce, at_hash, c_hash]`; Keycloak ≤ 24 puts `nonce` in access tokens).
+    #[serde(default = "default_id_token_claims")]
+    pub id_token_claims: Vec<String>,
 }
 
 fn default_sources() -> Vec<TokenSource> {
@@ -247,6 +255,9 @@ fn default_metadata_key() -> String {
 }
 fn default_audience_claims() -> Vec<String> {
     vec!["aud".into()]
+}
+fn default_id_token_claims() -> Vec<String> {
+    ["nonce", "at_hash", "c_hash"].map(String::from).to_vec()
 }
 fn default_realm() -> String {
     "jwt-authz".into()
@@ -322,6 +333,8 @@ impl IssuerConfig {
             allow_insecure_http: false,
             profile: Profile::default(),
             audience_claims: default_audience_claims(),
+            required_claims: serde_json::Map::new(),
+            id_token_claims: default_id_token_claims(),
         }
     }
 }
@@ -527,6 +540,8 @@ pub struct Issuer {
     pub allow_insecure_http: bool,
     pub profile: Profile,
     pub audience_claims: Vec<String>,
+    pub required_claims: serde_json::Map<String, serde_json::Value>,
+    pub id_token_claims: Vec<String>,
 }
 
 impl Issuer {
@@ -649,6 +664,8 @@ impl Issuer {
             allow_insecure_http: cfg.allow_insecure_http,
             profile: cfg.profile,
             audience_claims: cfg.audience_claims.clone(),
+            required_claims: cfg.required_claims.clone(),
+            id_token_claims: cfg.id_token_claims.clone(),
         })
     }
 }

@@ -364,7 +364,13 @@ async fn explain_steps(
             keys.issuer.audience_claims
         ),
     );
-    let prof = profile::check(keys.issuer.profile, typ.as_deref(), &claims.all);
+    let prof = profile::check_with(
+        keys.issuer.profile,
+        typ.as_deref(),
+        &claims.all,
+        &keys.issuer.id_token_claims,
+        &keys.issuer.required_claims,
+    );
     step(
         out,
         Some(prof.is_ok()),

@@ -850,8 +850,20 @@ async fn cognito_id_tokens_and_the_default_profile_are_refused() {
     );
     assert_invalid_token(
         &a.call("GET", "/orders", &id_token).await,
-        "the token's aud claim is missing or invalid",
-        "a Cognito ID token (no client_id)",
+        "the token's token_use claim does not have the value this issuer's required_claims demand",
+        "a Cognito ID token (token_use: id)",
+    );
+    // Even with a permissive audience setting, required_claims keeps ID tokens out.
+    let loose = authz(&edit(
+        &cognito_recipe(&p),
+        "audience_claims: [client_id]",
+        "audience_claims: [client_id, aud]",
+    ))
+    .await;
+    assert_invalid_token(
+        &loose.call("GET", "/orders", &id_token).await,
+        "required_claims",
+        "a Cognito ID token with aud accepted as an audience claim",
     );
 
     let strict = authz(&edit(&cognito_recipe(&p), "    profile: legacy", "")).await;

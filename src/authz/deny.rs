@@ -33,6 +33,14 @@ pub enum Deny {
     },
     /// A claim RFC 9068 §2.2 requires is missing.
     ProfileClaim(&'static str),
+    /// None of the issuer's `audience_claims` is present.
+    NoAudience {
+        claims: Vec<String>,
+    },
+    /// A claim of the issuer's `required_claims` is missing or has another value.
+    RequiredClaim {
+        name: String,
+    },
     /// An OpenID Connect ID token presented as an access token.
     IdToken,
     /// Valid token, but without the scopes the route requires (403, RFC 6750 §3.1).
@@ -89,6 +97,8 @@ impl Deny {
             Deny::InvalidClaim(_) => 12,
             Deny::NotAnAccessToken { .. } => 13,
             Deny::ProfileClaim(_) => 14,
+            // Counted with the other claim failures (the label set stays small and stable).
+            Deny::NoAudience { .. } | Deny::RequiredClaim { .. } => 12,
             Deny::IdToken => 15,
             Deny::InsufficientScope { .. } => 16,
             Deny::Forbidden { .. } => 17,
@@ -125,7 +135,14 @@ impl Deny {
             Deny::ProfileClaim(name) => format!(
                 "the token lacks the {name} claim RFC 9068 requires; if this issuer does not issue RFC 9068 tokens, set profile: legacy on it"
             ),
-            Deny::IdToken => "an ID token is not an access token".into(),
+            Deny::NoAudience { claims } => format!(
+                "the token has none of the audience claims [{}]; if this issuer puts the audience in another claim, set audience_claims on it",
+                claims.join(", ")
+            ),
+            Deny::RequiredClaim { name } => format!(
+                "the token's {name} claim does not have the value this issuer's required_claims demand"
+            ),
+            Deny::IdToken => "an ID token is not an access token (if this issuer puts one of its id_token_claims in access tokens, adjust id_token_claims)".into(),
             Deny::InsufficientScope { required } => {
                 format!("the token lacks the scope this resource requires ({required})")
             }

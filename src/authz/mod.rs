@@ -70,6 +70,8 @@ pub enum DecisionLog {
     Warn,
 }
 
+/// `detail` is the denial's description: what failed and which per-issuer setting would accept
+/// the token — never the token or a claim value.
 fn log_decision(
     level: DecisionLog,
     frontend: &str,
@@ -77,11 +79,14 @@ fn log_decision(
     route: &str,
     issuer: &str,
     request_id: &str,
+    detail: &str,
 ) {
     let decision = if reason == "ok" { "allow" } else { "deny" };
     macro_rules! emit {
         ($lvl:ident) => {
-            tracing::$lvl!(decision, reason, route, issuer, request_id, frontend, "decision")
+            tracing::$lvl!(
+                decision, reason, route, issuer, request_id, frontend, detail, "decision"
+            )
         };
     }
     match level {
@@ -140,9 +145,13 @@ impl Authorizer {
         let route = self.policy.route(req);
         let result = self.authorize_on(req, route).await;
         m.duration.observe(started.elapsed().as_secs_f64());
-        let (reason, issuer) = match &result {
-            Ok(g) => ("ok", g.verified.as_ref().map(|v| v.claims.iss.as_str())),
-            Err(d) => (d.label(), None),
+        let (reason, issuer, detail) = match &result {
+            Ok(g) => (
+                "ok",
+                g.verified.as_ref().map(|v| v.claims.iss.as_str()),
+                None,
+            ),
+            Err(d) => (d.label(), None, Some(d.description())),
         };
         // Only bounded, non-secret fields: never the token, a cookie or a claim value.
         log_decision(
@@ -152,6 +161,7 @@ impl Authorizer {
             &route.name,
             issuer.unwrap_or("-"),
             req.request_id().unwrap_or("-"),
+            detail.as_deref().unwrap_or(""),
         );
         match result {
             Ok(grant) => {
@@ -198,8 +208,15 @@ impl Authorizer {
         }
         let issuer = &keys.issuer;
         let audiences = route.audiences.as_deref().unwrap_or(&issuer.audiences);
+        profile::check_with(
+            issuer.profile,
+            verified.typ.as_deref(),
+            &claims.all,
+            &issuer.id_token_claims,
+            &issuer.required_claims,
+        )?;
+        // After the profile: "this is an ID token" says more than "wrong audience".
         verify::check_audience(claims, issuer, audiences)?;
-        profile::check(issuer.profile, verified.typ.as_deref(), &claims.all)?;
         route.authorize(claims)?;
         Ok(Grant {
             verified: Some(verified),

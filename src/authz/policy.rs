@@ -443,9 +443,15 @@ impl Route {
     }
 
     /// The `scope` attribute for an `insufficient_scope` challenge (RFC 6750 §3).
+    /// RFC 6750 §3 reads `scope` as "all of these", so for `any_of` only the first alternative
+    /// is named: the smallest set of scopes that would pass.
     fn required_scope(&self) -> String {
         let mut s = self.all_scopes.clone();
-        s.extend(self.any_scopes.iter().cloned());
+        if let Some(first) = self.any_scopes.first() {
+            if !s.contains(first) {
+                s.push(first.clone());
+            }
+        }
         s.join(" ")
     }
 }

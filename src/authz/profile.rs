@@ -22,15 +22,34 @@ pub enum Profile {
 /// RFC 9068 §2.2 required claims (besides `exp`/`aud`, checked by every profile).
 const REQUIRED: [&str; 5] = ["iss", "sub", "client_id", "iat", "jti"];
 
+/// The default claims that mark an ID token (OIDC Core §2, §3.1.3.6, §3.3.2.11).
+pub const ID_TOKEN_CLAIMS: [&str; 3] = ["nonce", "at_hash", "c_hash"];
+
 /// Checks the profile for a token whose signature and basic claims are already valid.
 pub fn check(profile: Profile, typ: Option<&str>, claims: &Map<String, Value>) -> Result<(), Deny> {
+    check_with(profile, typ, claims, &ID_TOKEN_CLAIMS, &Map::new())
+}
+
+/// [`check`] with an issuer's `id_token_claims` and `required_claims`.
+pub fn check_with<S: AsRef<str>>(
+    profile: Profile,
+    typ: Option<&str>,
+    claims: &Map<String, Value>,
+    id_token_claims: &[S],
+    required: &Map<String, Value>,
+) -> Result<(), Deny> {
     // OIDC Core §2: these claims exist only in ID tokens. An ID token replayed as an access token
     // must never be accepted, whatever the profile (RFC 9068 §4, RFC 8725 §2.8).
-    if ["nonce", "at_hash", "c_hash"]
+    if id_token_claims
         .iter()
-        .any(|c| claims.contains_key(*c))
+        .any(|c| claims.contains_key(c.as_ref()))
     {
         return Err(Deny::IdToken);
+    }
+    for (name, want) in required {
+        if claims.get(name) != Some(want) {
+            return Err(Deny::RequiredClaim { name: name.clone() });
+        }
     }
     if profile == Profile::Legacy {
         return Ok(());
@@ -118,6 +137,29 @@ mod tests {
         let mut c = claims();
         c.remove("client_id");
         assert_eq!(check(Profile::Legacy, Some("JWT"), &c), Ok(()));
+    }
+
+    #[test]
+    fn id_token_claims_and_required_claims_are_per_issuer() {
+        let mut c = claims();
+        c.insert("nonce".into(), json!("n"));
+        c.insert("token_use".into(), json!("access"));
+        let none = Map::new();
+        // Keycloak ≤ 24: nonce in access tokens; at_hash still marks ID tokens.
+        assert_eq!(check_with(Profile::Legacy, None, &c, &["at_hash", "c_hash"], &none), Ok(()));
+        c.insert("at_hash".into(), json!("h"));
+        assert_eq!(
+            check_with(Profile::Legacy, None, &c, &["at_hash", "c_hash"], &none),
+            Err(Deny::IdToken)
+        );
+        let c = claims();
+        let required = json!({"token_use": "access"}).as_object().cloned().unwrap();
+        assert_eq!(
+            check_with(Profile::Legacy, None, &c, &ID_TOKEN_CLAIMS, &required),
+            Err(Deny::RequiredClaim {
+                name: "token_use".into()
+            })
+        );
     }
 
     #[test]

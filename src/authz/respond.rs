@@ -178,6 +178,8 @@ impl Responder {
             | Deny::InvalidClaim(_)
             | Deny::NotAnAccessToken { .. }
             | Deny::ProfileClaim(_)
+            | Deny::NoAudience { .. }
+            | Deny::RequiredClaim { .. }
             | Deny::IdToken => (401, rpc::UNAUTHENTICATED, Some("invalid_token")),
         };
         let description = deny.description();

@@ -197,7 +197,9 @@ pub fn check_audience(claims: &Claims, issuer: &Issuer, audiences: &[String]) ->
         .audience_claims
         .iter()
         .find_map(|c| claims.all.get(c.as_str()))
-        .ok_or(Deny::InvalidClaim("aud"))?;
+        .ok_or_else(|| Deny::NoAudience {
+            claims: issuer.audience_claims.clone(),
+        })?;
     let auds = claims::audiences(value).ok_or(Deny::InvalidClaim("aud"))?;
     if !auds.iter().any(|a| audiences.iter().any(|want| want == a)) {
         return Err(Deny::BadAudience);

@@ -103,7 +103,9 @@ fn audience_string_or_array_must_intersect() {
     );
     assert_eq!(
         check(claims_with(json!({"aud": null}))).unwrap_err(),
-        Deny::InvalidClaim("aud")
+        Deny::NoAudience {
+            claims: vec!["aud".into()]
+        }
     );
 }
 
