@@ -188,6 +188,8 @@ impl Metrics {
             ),
             &["outcome"],
         ));
+        // Both outcomes exist from the start, so `increase()` sees the first rejection.
+        reloads.with_label_values(&["rejected"]);
         let last_reload = must(Gauge::new(
             "config_last_reload_success_timestamp_seconds",
             "Unix time the running configuration was loaded.",
@@ -246,6 +248,15 @@ impl Metrics {
             reloads,
             last_reload,
         }
+    }
+
+    /// Drops the per-issuer gauges of an issuer removed by a reload (counters stay: they are
+    /// cumulative and Prometheus expects them not to vanish mid-life).
+    pub fn forget_issuer(&self, issuer: &str) {
+        let _ = self.keys.remove_label_values(&[issuer]);
+        let _ = self.last_success.remove_label_values(&[issuer]);
+        let _ = self.age.remove_label_values(&[issuer]);
+        let _ = self.waiting.remove_label_values(&[issuer]);
     }
 
     /// Counts a configuration reload attempt.

@@ -135,8 +135,11 @@ impl Issuers {
             };
             next.insert(id, entry);
         }
-        for (_, gone) in entries.drain() {
+        for (id, gone) in entries.drain() {
             gone.stop.cancel();
+            if !next.contains_key(&id) {
+                self.metrics.forget_issuer(&id);
+            }
         }
         *entries = next;
         if let Some(parent) = background {

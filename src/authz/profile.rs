@@ -146,7 +146,10 @@ mod tests {
         c.insert("token_use".into(), json!("access"));
         let none = Map::new();
         // Keycloak ≤ 24: nonce in access tokens; at_hash still marks ID tokens.
-        assert_eq!(check_with(Profile::Legacy, None, &c, &["at_hash", "c_hash"], &none), Ok(()));
+        assert_eq!(
+            check_with(Profile::Legacy, None, &c, &["at_hash", "c_hash"], &none),
+            Ok(())
+        );
         c.insert("at_hash".into(), json!("h"));
         assert_eq!(
             check_with(Profile::Legacy, None, &c, &["at_hash", "c_hash"], &none),

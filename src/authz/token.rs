@@ -43,12 +43,21 @@ impl TokenSource {
     }
 }
 
-/// A token and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A token and where it came from. `Debug` redacts the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Found<'a> {
     pub token: std::borrow::Cow<'a, str>,
     /// The query parameter that carried it, to remove before forwarding.
     pub query_param: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Found<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found")
+            .field("token", &"<redacted>")
+            .field("query_param", &self.query_param)
+            .finish()
+    }
 }
 
 /// Looks in every configured source. Exactly one token may be presented: RFC 6750 §2 says a

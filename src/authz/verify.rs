@@ -20,8 +20,8 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// large one can only be padding or an attempt to smuggle `jwk`/`x5c` material).
 pub const MAX_HEADER_BYTES: usize = 4 * 1024;
 
-/// A token split and decoded, not yet trusted.
-#[derive(Debug)]
+/// A token split and decoded, not yet trusted. Its `Debug` output leaves out the signing input
+/// and signature, so a stray `{:?}` can never put a usable token in a log.
 pub struct Jws<'t> {
     pub alg: Alg,
     pub kid: Option<String>,
@@ -31,6 +31,17 @@ pub struct Jws<'t> {
     pub signature: Vec<u8>,
     pub iss: String,
     pub payload: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Jws<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jws")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("typ", &self.typ)
+            .field("iss", &self.iss)
+            .finish_non_exhaustive()
+    }
 }
 
 fn b64(part: &str) -> Option<Vec<u8>> {
