@@ -69,6 +69,9 @@ pub struct Config {
     /// `resource_metadata` in challenges.
     #[serde(default)]
     pub protected_resource: Option<ProtectedResourceConfig>,
+    /// Longest token accepted, in bytes (longer ones are refused before any decoding).
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
     /// Level at which every decision is logged (reason, route, issuer, x-request-id; never a
     /// token): off, trace, debug (default), info, warn.
     #[serde(default)]
@@ -256,6 +259,9 @@ fn default_metadata_key() -> String {
 fn default_audience_claims() -> Vec<String> {
     vec!["aud".into()]
 }
+fn default_max_token_bytes() -> usize {
+    crate::authz::verify::MAX_TOKEN_BYTES
+}
 fn default_id_token_claims() -> Vec<String> {
     ["nonce", "at_hash", "c_hash"].map(String::from).to_vec()
 }
@@ -354,6 +360,7 @@ impl Default for Config {
             metadata_key: default_metadata_key(),
             token_cache: Default::default(),
             decision_log: Default::default(),
+            max_token_bytes: default_max_token_bytes(),
             forward_auth: None,
             proxy: None,
         }
@@ -439,6 +446,12 @@ impl Config {
             return Err(invalid(
                 "token_sources",
                 "list at least one source, e.g. [{type: authorization}]",
+            ));
+        }
+        if !(256..=1 << 20).contains(&self.max_token_bytes) {
+            return Err(invalid(
+                "max_token_bytes",
+                "must be between 256 and 1048576",
             ));
         }
         if self.metadata_key.is_empty() {
@@ -618,7 +631,7 @@ impl Issuer {
         let ca_pem = match &cfg.ca_file {
             None => None,
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
+                let pem = read_bounded(path, 1 << 20).map_err(|e| {
                     invalid(
                         format!("{field}.ca_file"),
                         format!("cannot read {}: {e}", path.display()),
@@ -693,7 +706,7 @@ impl Issuer {
             ));
         }
         let static_doc = match (&cfg.jwks_file, &cfg.jwks_inline) {
-            (Some(path), _) => Some(std::fs::read(path).map_err(|e| {
+            (Some(path), _) => Some(read_bounded(path, cfg.max_response_bytes).map_err(|e| {
                 invalid(
                     format!("{field}.jwks_file"),
                     format!("cannot read {}: {e}", path.display()),
@@ -734,6 +747,23 @@ impl Issuer {
             (None, None) => KeySource::Discover(crate::jwks::discovery::metadata_urls(issuer)),
         })
     }
+}
+
+/// Reads a regular file of at most `limit` bytes (never `/dev/zero` or a multi-gigabyte file).
+fn read_bounded(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(buf)
 }
 
 /// `https` is required, except for loopback hosts (local development and tests) or when the

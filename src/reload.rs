@@ -103,7 +103,8 @@ impl Issuers {
             self.metrics.clone(),
         )
         .with_cache(TokenCache::new(&config.token_cache))
-        .with_decision_log(config.decision_log);
+        .with_decision_log(config.decision_log)
+        .with_max_token_bytes(config.max_token_bytes);
         Ok((authorizer, keys))
     }
 

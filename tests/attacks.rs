@@ -397,12 +397,23 @@ async fn rejects_oversize_token() {
         &client.bearer(&token).await,
         "malformed token: token is too large",
     );
-    // A megabyte of token is refused just the same (and cheaply).
-    let huge = format!("{}.{}", token, "A".repeat(1 << 20));
+    // Half a megabyte of token is refused just the same (and cheaply).
+    let huge = format!("{}.{}", token, "A".repeat(512 << 10));
     assert_denied(
         &client.bearer(&huge).await,
         "malformed token: token is too large",
     );
+    // A CheckRequest over 1 MiB is refused by the gRPC layer before jwt-authz reads it; Envoy
+    // then fails closed (status_on_error).
+    let giant = format!("{}.{}", token, "A".repeat(1 << 20));
+    let req = check_request(
+        "GET",
+        "api.test",
+        "/",
+        &[("authorization", &format!("Bearer {giant}"))],
+    );
+    let err = client.raw(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
 }
 
 #[tokio::test]

@@ -55,6 +55,7 @@ pub struct Authorizer {
     responder: Responder,
     cache: Option<TokenCache>,
     decision_log: DecisionLog,
+    max_token_bytes: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -113,8 +114,15 @@ impl Authorizer {
             responder,
             cache: None,
             decision_log: DecisionLog::default(),
+            max_token_bytes: verify::MAX_TOKEN_BYTES,
             metrics,
         }
+    }
+
+    /// Refuses tokens longer than this before decoding them.
+    pub fn with_max_token_bytes(mut self, max: usize) -> Self {
+        self.max_token_bytes = max;
+        self
     }
 
     /// Enables the verified-token cache.
@@ -243,7 +251,7 @@ impl Authorizer {
             }
             self.metrics.cache_miss.inc();
         }
-        let jws = Jws::parse(token)?;
+        let jws = Jws::parse_limited(token, self.max_token_bytes)?;
         let keys = self.issuer(&jws.iss).ok_or(Deny::UnknownIssuer)?;
         let fingerprint = keys.verify_signature(&jws).await?;
         let typ = jws.typ.clone();

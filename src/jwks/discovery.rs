@@ -31,6 +31,10 @@ struct Metadata {
     jwks_uri: Option<String>,
 }
 
+fn expected_issuer_is_loopback(issuer: &str) -> bool {
+    Url::parse(issuer).is_ok_and(|u| u.scheme() == "http" && is_loopback(&u))
+}
+
 /// Fetches metadata from `urls` in order and returns the validated `jwks_uri`.
 pub async fn discover(
     fetcher: &Fetcher,
@@ -101,7 +105,14 @@ pub fn parse_metadata(
     let jwks = Url::parse(&raw).map_err(|e| no_jwks(format!("{raw:?}: {e}")))?;
     match jwks.scheme() {
         "https" => Ok(jwks),
-        "http" if allow_http || is_loopback(&jwks) => Ok(jwks),
+        // A loopback jwks_uri is fine for a loopback issuer (development); a remote https issuer
+        // must not send keys over plain http, not even to localhost.
+        "http"
+            if allow_http
+                || (is_loopback(&jwks) && expected_issuer_is_loopback(expected_issuer)) =>
+        {
+            Ok(jwks)
+        }
         _ => Err(no_jwks(format!("{jwks} must use https"))),
     }
 }
