@@ -22,7 +22,8 @@ use crate::{
     config::{Config, ConfigError},
     grpc::{self, ExtAuthz},
     http::{
-        admin, forward_auth,
+        admin,
+        forward_auth::{self, ForwardAuthConfig},
         proxy::{self, ProxyConfig},
     },
     metrics::Metrics,
@@ -86,7 +87,7 @@ pub struct App {
     admin: TcpListener,
     #[cfg(unix)]
     grpc_uds: Option<(tokio::net::UnixListener, PathBuf)>,
-    forward_auth: Option<TcpListener>,
+    forward_auth: Option<(TcpListener, ForwardAuthConfig)>,
     proxy: Option<(TcpListener, ProxyConfig)>,
     drain_timeout: Duration,
     issuers: Arc<Issuers>,
@@ -114,7 +115,7 @@ impl App {
             None => None,
         };
         let forward_auth = match &config.forward_auth {
-            Some(f) => Some(bind("forward-auth", f.listen).await?),
+            Some(f) => Some((bind("forward-auth", f.listen).await?, f.clone())),
             None => None,
         };
         let proxy = match &config.proxy {
@@ -153,7 +154,9 @@ impl App {
 
     /// The forward-auth listener's address, when configured.
     pub fn forward_auth_addr(&self) -> Option<SocketAddr> {
-        self.forward_auth.as_ref().and_then(|l| l.local_addr().ok())
+        self.forward_auth
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The reverse proxy's listen address, when configured.
@@ -222,10 +225,11 @@ impl App {
         });
         let grpc_task = tokio::spawn(grpc);
         let admin_task = tokio::spawn(admin);
-        if let Some(listener) = self.forward_auth {
+        if let Some((listener, config)) = self.forward_auth {
             let stop = stop.clone();
             http_tasks.push(tokio::spawn(forward_auth::serve(
                 listener,
+                config,
                 self.shared.clone(),
                 async move { stop.cancelled().await },
             )));
@@ -297,9 +301,15 @@ fn grpc_server(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("embedded descriptor sets are valid");
+    // A CheckRequest is headers and attributes (Envoy sends no body unless with_request_body is
+    // set): 1 MiB is ample, and bounds what one stream can make us buffer.
     let ext_authz =
-        envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ExtAuthz::new(shared.clone()));
+        envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ExtAuthz::new(shared.clone()))
+            .max_decoding_message_size(1 << 20);
     tonic::transport::Server::builder()
+        // A check never needs this long (a key fetch waits at most `max_wait`); a stuck
+        // request is cut rather than held forever.
+        .timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(1024))

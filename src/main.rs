@@ -1,25 +1,28 @@
-//! Wiring only: parse the command line, set up logging, build the app, serve until SIGTERM.
+//! Wiring only: parse the command line, set up logging and the runtime, dispatch the command.
 
 #![forbid(unsafe_code)]
 
-use std::{process::ExitCode, time::Duration};
+use std::{process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use jwt_authz::{
-    app::App,
-    cli::{CallArgs, CheckConfigArgs, Cli, Command, DemoArgs, ExplainArgs, ServeArgs},
-    config::{Config, IssuerConfig},
-    dev::DevIssuer,
-    telemetry,
+    cli::{Cli, Command, ServeArgs},
+    commands, reload, telemetry,
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match cli.worker_threads {
+        Some(0) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -29,10 +32,10 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
-            Command::Demo(args) => demo(args).await,
-            Command::Call(args) => call(args).await,
-            Command::Explain(args) => explain(args).await,
-            Command::CheckConfig(args) => check_config(args),
+            Command::Demo(args) => commands::demo(args).await,
+            Command::Call(args) => commands::call(args).await,
+            Command::Explain(args) => commands::explain(args).await,
+            Command::CheckConfig(args) => commands::check_config(args),
         }
     })
 }
@@ -40,247 +43,10 @@ fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> ExitCode {
     let config = match args.load() {
         Ok(c) => c,
-        Err(e) => return config_error(e),
+        Err(e) => return commands::config_error(e),
     };
     let file = args.config.clone();
-    let args = std::sync::Arc::new(args);
-    let loader: jwt_authz::reload::ConfigLoader = std::sync::Arc::new(move || args.load());
-    run(config, Some((loader, file))).await
-}
-
-async fn run(
-    config: Config,
-    reload: Option<(jwt_authz::reload::ConfigLoader, Option<std::path::PathBuf>)>,
-) -> ExitCode {
-    let app = match App::bind(config).await {
-        Ok(app) => app,
-        Err(jwt_authz::app::StartError::Config(e)) => return config_error(e),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let app = match reload {
-        Some((loader, file)) => app.with_reload(loader, file),
-        None => app,
-    };
-    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "listening");
-    match app.run(shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn config_error(e: jwt_authz::config::ConfigError) -> ExitCode {
-    eprintln!("error: invalid configuration: {e}");
-    eprintln!("hint: see `jwt-authz serve --help` and the Configuration section of the README");
-    ExitCode::from(2)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-async fn demo(args: DemoArgs) -> ExitCode {
-    if !args.issuer_listen.ip().is_loopback() {
-        eprintln!("error: the development issuer only listens on loopback");
-        return ExitCode::from(2);
-    }
-    let (issuer, _task) = match DevIssuer::start(args.issuer_listen).await {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!(
-                "error: cannot start the development issuer on {}: {e}",
-                args.issuer_listen
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let audience = "https://api.example.test";
-    let mut config = Config::default();
-    config.listen.grpc = args.grpc_listen;
-    config.listen.admin = args.admin_listen;
-    config.issuers.push(IssuerConfig::new(
-        issuer.issuer.clone(),
-        vec![audience.into()],
-    ));
-    let token = issuer.token(audience, "demo-user");
-    println!(
-        "\njwt-authz demo\n\
-         \n  development issuer  {iss}  (discovery: {iss}/.well-known/openid-configuration)\
-         \n  ext_authz gRPC      {grpc}\
-         \n  admin               http://{admin}/metrics  /healthz  /readyz\
-         \n\nA token for audience {audience}, valid for one hour:\n\n{token}\n\
-         \nTry it (in another terminal):\n\
-         \n  jwt-authz call --addr http://{grpc} --token {token}\
-         \n  jwt-authz call --addr http://{grpc}            # no token: 401\
-         \n  grpcurl -plaintext {grpc} list                  # reflection\n\
-         \nPress Ctrl-C to stop.\n",
-        iss = issuer.issuer,
-        grpc = args.grpc_listen,
-        admin = args.admin_listen,
-    );
-    run(config, None).await
-}
-
-async fn explain(args: ExplainArgs) -> ExitCode {
-    let config = match args.serve.load() {
-        Ok(c) => c,
-        Err(e) => return config_error(e),
-    };
-    let token = match (&args.token, &args.token_file) {
-        (Some(t), _) if t != "-" => t.clone(),
-        (_, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
-        _ => {
-            let mut t = String::new();
-            if std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).is_err() {
-                eprintln!("error: cannot read the token from standard input");
-                return ExitCode::from(2);
-            }
-            t
-        }
-    };
-    let request = jwt_authz::explain::RequestSpec {
-        method: args.method,
-        host: args.host,
-        path: args.path,
-    };
-    match jwt_authz::explain::explain(&config, &token, &request).await {
-        Ok((report, allowed)) => {
-            print!("{report}");
-            ExitCode::from(if allowed { 0 } else { 1 })
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn check_config(args: CheckConfigArgs) -> ExitCode {
-    let config = match Config::from_file(&args.file) {
-        Ok(c) => c,
-        Err(e) => return config_error(e),
-    };
-    match config.validate() {
-        Ok(v) => {
-            println!("{}: valid", args.file.display());
-            for i in &v.issuers {
-                println!(
-                    "  issuer {} (audiences {:?}, profile {:?})",
-                    i.id, i.audiences, i.profile
-                );
-            }
-            println!(
-                "  {} rule(s), default {:?}; token sources {:?}",
-                config.rules.len(),
-                config.default_action,
-                config.token_sources
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => config_error(e),
-    }
-}
-
-async fn call(args: CallArgs) -> ExitCode {
-    use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-    use envoy_types::pb::envoy::service::auth::v3::{
-        attribute_context::{HttpRequest, Request},
-        authorization_client::AuthorizationClient,
-        AttributeContext,
-    };
-    let mut headers = std::collections::HashMap::new();
-    if let Some(token) = &args.token {
-        headers.insert("authorization".to_owned(), format!("Bearer {token}"));
-    }
-    let request = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: args.method,
-                    host: args.host,
-                    path: args.path,
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
-    let connect = tokio::time::timeout(
-        Duration::from_secs(5),
-        AuthorizationClient::connect(args.addr.clone()),
-    );
-    let mut client = match connect.await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            eprintln!("error: cannot connect to {}: {e}", args.addr);
-            return ExitCode::from(2);
-        }
-        Err(_) => {
-            eprintln!("error: timed out connecting to {}", args.addr);
-            return ExitCode::from(2);
-        }
-    };
-    let response = match client.check(request).await {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            eprintln!("error: Check failed: {status}");
-            return ExitCode::from(2);
-        }
-    };
-    match response.http_response {
-        Some(HttpResponse::OkResponse(ok)) => {
-            println!("ALLOW");
-            for h in ok.headers.iter().filter_map(|h| h.header.as_ref()) {
-                println!("  set upstream header {}: {}", h.key, h.value);
-            }
-            for name in &ok.headers_to_remove {
-                println!("  remove upstream header {name}");
-            }
-            ExitCode::SUCCESS
-        }
-        Some(HttpResponse::DeniedResponse(denied)) => {
-            let status = denied.status.map(|s| s.code).unwrap_or(403);
-            println!("DENY {status}");
-            for h in denied.headers.iter().filter_map(|h| h.header.as_ref()) {
-                println!("  {}: {}", h.key, h.value);
-            }
-            println!("  body: {}", denied.body);
-            ExitCode::from(1)
-        }
-        _ => {
-            let code = response.status.map(|s| s.code).unwrap_or(-1);
-            println!("{}", if code == 0 { "ALLOW" } else { "DENY" });
-            ExitCode::from(if code == 0 { 0 } else { 1 })
-        }
-    }
+    let args = Arc::new(args);
+    let loader: reload::ConfigLoader = Arc::new(move || args.load());
+    commands::run(config, Some((loader, file))).await
 }

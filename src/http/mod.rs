@@ -4,3 +4,4 @@
 pub mod admin;
 pub mod forward_auth;
 pub mod proxy;
+mod server;

@@ -1,0 +1,76 @@
+//! The accept loop the HTTP front ends share: HTTP/1.1 and h2c (prior knowledge) on one port,
+//! HTTP upgrades, a header-read timeout against slow clients, and a graceful drain. It knows
+//! nothing about authorization; a front end hands it a function from request to response.
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
+
+use axum::body::Body;
+use http::{Request, Response};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::net::TcpListener;
+
+/// A client must send its request headers within this long (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// h2 PING interval on otherwise idle connections; a peer that stops answering is dropped.
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Serves `handle` on `listener` until `shutdown` completes, then stops accepting and waits for
+/// open connections to finish their in-flight requests (the caller bounds that wait).
+pub(super) async fn serve<H, F>(
+    listener: TcpListener,
+    what: &'static str,
+    handle: H,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; the listener stays open.
+                    tracing::warn!(listener = what, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let handle = handle.clone();
+        let service = service_fn(move |req| {
+            let response = handle(req, peer);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(listener = what, %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
