@@ -43,6 +43,6 @@ COPY --from=build /jwt-authz /jwt-authz
 USER 65532:65532
 # 9191 ext_authz gRPC + gRPC health, 9090 admin (/metrics, /healthz, /readyz),
 # 8080 the HTTP front end (forward auth / reverse proxy) when configured.
-EXPOSE 9191 9090 8080
+EXPOSE 9191 9090 9292 8080
 ENTRYPOINT ["/jwt-authz"]
 CMD ["serve", "--config", "/etc/jwt-authz/config.yaml"]

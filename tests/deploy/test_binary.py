@@ -44,6 +44,10 @@ def loopback_only(config: dict, tmp_path: Path) -> dict:
     and the files it names, which would be mounted in the pod, made in tmp_path."""
     config = yaml.safe_load(yaml.safe_dump(config))
     config["listen"] = {"grpc": "127.0.0.1:0", "admin": "127.0.0.1:0"}
+    if "forward_auth" in config:
+        config["forward_auth"]["listen"] = "127.0.0.1:0"
+    if "proxy" in config:
+        config["proxy"] |= {"listen": "127.0.0.1:0", "upstream": "http://127.0.0.1:1"}
     for i, issuer in enumerate(config["issuers"]):
         issuer["issuer"] = f"http://127.0.0.1:1/issuer-{i}"
         for key in ("discovery_url", "jwks_uri"):
@@ -101,6 +105,9 @@ INVALID_CONFIGS = {
     "issuer-without-audience": {"issuers": [{"issuer": "http://127.0.0.1:1/i"}]},
     "unknown-issuer-key": {"issuers": [{"issuer": "http://127.0.0.1:1/i", "audiences": ["x"], "secret": "s"}]},
     "realm-with-quote": {"realm": 'a"b'},
+    "forward-auth-unknown-mode": {"forward_auth": {"listen": "127.0.0.1:0", "original_request": "traefik"}},
+    "forward-auth-prefix-trailing-slash": {"forward_auth": {"listen": "127.0.0.1:0", "path_prefix": "/x/"}},
+    "proxy-https-upstream": {"proxy": {"listen": "127.0.0.1:0", "upstream": "https://127.0.0.1:1"}},
 }
 
 
@@ -145,3 +152,11 @@ def test_values_schema_knows_every_config_key_jwt_authz_knows(jwt_authz, tmp_pat
         jwt_authz, {"issuers": [issuer], "upstream_headers": {"zz_unknown": "x"}}, tmp_path
     )
     assert header_keys == set(config_schema["properties"]["upstream_headers"]["properties"])
+    for front_end, required in (("forward_auth", {}), ("proxy", {"upstream": "http://127.0.0.1:1"})):
+        keys = fields_jwt_authz_knows(
+            jwt_authz,
+            {"issuers": [issuer], front_end: {"listen": "127.0.0.1:0", **required, "zz_unknown": 1}},
+            tmp_path,
+        )
+        # `listen` is derived from the chart's ports, so the schema does not offer it.
+        assert keys - {"listen"} == set(config_schema["properties"][front_end]["properties"]), front_end

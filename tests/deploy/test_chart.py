@@ -21,7 +21,7 @@ from render import CHART, SIDECAR_EXAMPLE
 # Custom resources: kubernetes-validate has no schema for them, so their shape is asserted instead.
 CUSTOM_KINDS = {"ServiceMonitor"}
 # What the core reads (src/config.rs, notes/CONTRACT.md): keys of the config file and of each issuer.
-CONFIG_KEYS = {"listen", "realm", "drain_timeout", "upstream_headers", "issuers"}
+CONFIG_KEYS = {"forward_auth", "proxy", "listen", "realm", "drain_timeout", "upstream_headers", "issuers"}
 ISSUER_KEYS = {
     "issuer", "audiences", "discovery_url", "jwks_uri", "jwks_file", "jwks_inline", "ca_file", "cache_file",
     "algorithms", "leeway", "refresh_interval", "min_refresh_interval", "unknown_kid_cooldown", "max_wait",
@@ -105,8 +105,11 @@ def test_service_exposes_grpc_and_admin_with_app_protocols(default_objects, all_
     ports = {p["name"]: p for p in only(default_objects, "Service")["spec"]["ports"]}
     assert (ports["grpc"]["port"], ports["grpc"]["appProtocol"]) == (9191, "grpc")
     assert (ports["admin"]["port"], ports["admin"]["appProtocol"]) == (9090, "http")
+    assert {"forward-auth", "proxy"}.isdisjoint(ports), "HTTP front ends are off by default"
     ports = {p["name"]: p for p in only(all_on_objects, "Service")["spec"]["ports"]}
     assert ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+    assert (ports["forward-auth"]["port"], ports["forward-auth"]["appProtocol"]) == (9292, "http")
+    assert (ports["proxy"]["port"], ports["proxy"]["targetPort"]) == (8080, "proxy")
     selector = only(default_objects, "Service")["spec"]["selector"]
     pod_labels = only(default_objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= pod_labels.items()
@@ -115,9 +118,13 @@ def test_service_exposes_grpc_and_admin_with_app_protocols(default_objects, all_
 def test_network_policy_admits_only_the_listed_peers_on_each_port(all_on_objects):
     spec = only(all_on_objects, "NetworkPolicy")["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
-    grpc, admin = spec["ingress"]
+    grpc, forward_auth, proxy, admin = spec["ingress"]
     assert grpc["ports"] == [{"port": "grpc", "protocol": "TCP"}]
     assert grpc["from"] == ALL_ON_VALUES["networkPolicy"]["grpcFrom"]
+    assert forward_auth["ports"] == [{"port": "forward-auth", "protocol": "TCP"}]
+    assert forward_auth["from"] == ALL_ON_VALUES["networkPolicy"]["forwardAuthFrom"]
+    assert proxy["ports"] == [{"port": "proxy", "protocol": "TCP"}]
+    assert proxy["from"] == ALL_ON_VALUES["networkPolicy"]["proxyFrom"]
     assert admin["ports"] == [{"port": "admin", "protocol": "TCP"}]
     assert admin["from"] == ALL_ON_VALUES["networkPolicy"]["adminFrom"]
     assert spec["egress"] == ALL_ON_VALUES["networkPolicy"]["egress"]
@@ -227,7 +234,28 @@ def test_config_file_holds_only_contract_keys(default_objects, all_on_objects):
 def test_values_config_reaches_the_file_unchanged(all_on_objects):
     config = config_file(all_on_objects, "jwt-authz")
     del config["listen"]
+    del config["forward_auth"]["listen"]
+    del config["proxy"]["listen"]
     assert config == ALL_ON_VALUES["config"]
+
+
+def test_http_front_ends_listen_on_the_chart_ports(all_on_objects):
+    config = config_file(all_on_objects, "jwt-authz")
+    assert config["forward_auth"]["listen"] == "0.0.0.0:9292"
+    assert config["proxy"]["listen"] == "0.0.0.0:8080"
+    container = jwt_authz_container(only(all_on_objects, "Deployment")["spec"]["template"]["spec"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": 9191, "forward-auth": 9292, "proxy": 8080, "admin": 9090}
+
+
+def test_sidecar_forward_auth_binds_loopback_and_the_proxy_is_public():
+    objs = render_sidecar_example({"jwt-authz": {"ports": {"grpc": 9191, "admin": 9090, "forwardAuth": 9393, "proxy": 8081},
+                                                 "config": {"forward_auth": {}, "proxy": {"upstream": "http://127.0.0.1:8000"}}}})
+    config = config_file(objs, "example-jwt-authz")
+    assert config["forward_auth"] == {"listen": "127.0.0.1:9393"}
+    assert config["proxy"]["listen"] == "0.0.0.0:8081"
+    container = jwt_authz_container(only(objs, "Deployment")["spec"]["template"]["spec"])
+    assert [p["name"] for p in container["ports"]] == ["proxy", "admin"]
 
 
 # === values schema ===
@@ -254,6 +282,13 @@ INVALID_VALUES = {
     "pdb-bad-percentage": {"podDisruptionBudget": {"maxUnavailable": "half"}},
     "app-protocol": {"service": {"grpcAppProtocol": "http2"}},
     "realm-with-quote": {"config": {"realm": 'a"b'}},
+    "forward-auth-listen-is-derived": {"config": {"forward_auth": {"listen": "0.0.0.0:9292"}}},
+    "forward-auth-unknown-mode": {"config": {"forward_auth": {"original_request": "traefik"}}},
+    "forward-auth-prefix-trailing-slash": {"config": {"forward_auth": {"path_prefix": "/ext_authz/"}}},
+    "proxy-without-upstream": {"config": {"proxy": {}}},
+    "proxy-https-upstream": {"config": {"proxy": {"upstream": "https://127.0.0.1:8443"}}},
+    "proxy-timeout-in-words": {"config": {"proxy": {"upstream": "http://app:8000", "response_timeout": "a minute"}}},
+    "proxy-port-out-of-range": {"ports": {"grpc": 9191, "admin": 9090, "proxy": 0}},
     "tiny-response-limit": {"config": {"issuers": [{"issuer": "https://a", "audiences": ["x"], "max_response_bytes": 100}]}},
 }
 

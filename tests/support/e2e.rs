@@ -457,7 +457,8 @@ impl E2e {
     pub async fn start_with(name: &str, setup: Setup) -> E2e {
         let tools = Tools::locate();
         let dir = scratch_dir(name);
-        let [provider_port, grpc_port, admin_port, envoy_port, envoy_admin_port] = free_ports();
+        let [provider_port, grpc_port, admin_port, envoy_port, envoy_admin_port, http_port] =
+            free_ports();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))
@@ -466,7 +467,7 @@ impl E2e {
 
         let (provider, issuer) = start_provider(&tools, &dir, provider_port, "e2e-key-1").await;
         let upstream = Upstream::start().await;
-        let authz_base = authz_base_config(&issuer, grpc_port, admin_port);
+        let authz_base = authz_base_config(&issuer, [grpc_port, admin_port, http_port]);
         let authz_config = dir.join("jwt-authz.yaml");
         std::fs::write(&authz_config, format!("{authz_base}{}", setup.authz_policy))
             .expect("write jwt-authz config");
@@ -480,6 +481,7 @@ impl E2e {
                 listen: envoy_port,
                 admin: envoy_admin_port,
                 authz_grpc: grpc_port,
+                authz_http: http_port,
                 upstream: upstream.addr.port(),
             },
         )
@@ -683,10 +685,13 @@ async fn start_provider(tools: &Tools, dir: &Path, port: u16, kid: &str) -> (Pro
 }
 
 /// jwt-authz's listeners and issuer; a suite's policy is appended to it.
-fn authz_base_config(issuer: &str, grpc_port: u16, admin_port: u16) -> String {
-    // Leeway 0 s so that a 1 s token is rejected as soon as it expires.
+fn authz_base_config(issuer: &str, [grpc_port, admin_port, http_port]: [u16; 3]) -> String {
+    // Leeway 0 s so that a 1 s token is rejected as soon as it expires. The forward-auth endpoint
+    // is what Envoy's ext_authz http_service calls (tests/e2e/envoy-http.yaml.tmpl).
     format!(
         "listen:\n  grpc: 127.0.0.1:{grpc_port}\n  admin: 127.0.0.1:{admin_port}\n\
+         forward_auth:\n  listen: 127.0.0.1:{http_port}\n  original_request: envoy\n  \
+         path_prefix: /ext_authz\n\
          realm: jwt-authz\n\
          drain_timeout: 2s\n\
          issuers:\n  - issuer: {issuer}\n    audiences: [\"{API_AUDIENCE}\"]\n    leeway: 0s\n"
@@ -720,6 +725,7 @@ struct EnvoyPorts {
     listen: u16,
     admin: u16,
     authz_grpc: u16,
+    authz_http: u16,
     upstream: u16,
 }
 
@@ -730,6 +736,7 @@ fn render_envoy_config(template: &str, ports: &EnvoyPorts, access_log: &Path) ->
         .replace("{{LISTEN_PORT}}", &ports.listen.to_string())
         .replace("{{ADMIN_PORT}}", &ports.admin.to_string())
         .replace("{{AUTHZ_GRPC_PORT}}", &ports.authz_grpc.to_string())
+        .replace("{{AUTHZ_HTTP_PORT}}", &ports.authz_http.to_string())
         .replace("{{UPSTREAM_PORT}}", &ports.upstream.to_string())
         .replace("{{ACCESS_LOG}}", &access_log.display().to_string());
     assert!(

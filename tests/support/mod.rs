@@ -257,6 +257,10 @@ pub fn issuer_config(issuer: &str, audience: &str) -> IssuerConfig {
 pub struct Running {
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
+    /// The forward-auth endpoint, when the config enables it.
+    pub forward_auth: Option<SocketAddr>,
+    /// The reverse proxy, when the config enables it.
+    pub proxy: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -316,6 +320,8 @@ impl Running {
     fn run(app: App) -> Self {
         let grpc = app.grpc_addr();
         let admin = app.admin_addr();
+        let forward_auth = app.forward_auth_addr();
+        let proxy = app.proxy_addr();
         let shared = app.shared();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -328,6 +334,8 @@ impl Running {
         Self {
             grpc,
             admin,
+            forward_auth,
+            proxy,
             shared,
             stop: Some(tx),
             task: Some(task),

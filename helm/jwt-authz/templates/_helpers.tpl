@@ -70,13 +70,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The config file. `listen` comes from ports/bindAddress so probes, Service and config agree. */}}
+{{/* The config file. Every `listen` comes from ports/bindAddress so probes, Service and config
+     agree. In sidecar mode the check ports (gRPC, forward-auth) bind loopback: only the pod's own
+     proxy calls them; the reverse proxy is the pod's public port. */}}
 {{- define "jwt-authz.configFile" -}}
-{{- $grpcHost := ternary "127.0.0.1" .Values.bindAddress (eq .Values.mode "sidecar") }}
-{{- $listen := dict
-      "grpc" (printf "%s:%d" $grpcHost (int .Values.ports.grpc))
-      "admin" (printf "%s:%d" .Values.bindAddress (int .Values.ports.admin)) }}
-{{- toYaml (merge (dict "listen" $listen) .Values.config) }}
+{{- $checkHost := ternary "127.0.0.1" .Values.bindAddress (eq .Values.mode "sidecar") }}
+{{- $derived := dict "listen" (dict
+      "grpc" (printf "%s:%d" $checkHost (int .Values.ports.grpc))
+      "admin" (printf "%s:%d" .Values.bindAddress (int .Values.ports.admin))) }}
+{{- if hasKey .Values.config "forward_auth" }}
+{{- $_ := set $derived "forward_auth" (dict "listen" (printf "%s:%d" $checkHost (int .Values.ports.forwardAuth))) }}
+{{- end }}
+{{- if hasKey .Values.config "proxy" }}
+{{- $_ := set $derived "proxy" (dict "listen" (printf "%s:%d" .Values.bindAddress (int .Values.ports.proxy))) }}
+{{- end }}
+{{- toYaml (mergeOverwrite (deepCopy .Values.config) $derived) }}
 {{- end }}
 
 {{- define "jwt-authz.configMap" -}}
@@ -131,6 +139,16 @@ seccompProfile:
     {{- if not $sidecar }}
     - name: grpc
       containerPort: {{ .Values.ports.grpc }}
+      protocol: TCP
+    {{- end }}
+    {{- if and (not $sidecar) (hasKey .Values.config "forward_auth") }}
+    - name: forward-auth
+      containerPort: {{ .Values.ports.forwardAuth }}
+      protocol: TCP
+    {{- end }}
+    {{- if hasKey .Values.config "proxy" }}
+    - name: proxy
+      containerPort: {{ .Values.ports.proxy }}
       protocol: TCP
     {{- end }}
     - name: admin
