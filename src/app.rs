@@ -74,6 +74,11 @@ impl Shared {
         self.authorizer.store(Arc::new(authorizer));
     }
 
+    /// True once a shutdown signal arrived.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     /// Ready to take traffic: every issuer has keys and the process is not draining.
     pub fn is_ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed) && self.authorizer.load().is_ready()
@@ -219,9 +224,11 @@ impl App {
                 result.map_err(std::io::Error::other)
             }));
         }
-        let admin_stop = stop.clone();
+        // The admin port outlives the drain, so /readyz can answer 503 "draining" meanwhile.
+        let admin_stop = CancellationToken::new();
+        let admin_stop_signal = admin_stop.clone();
         let admin = admin::serve(self.admin, self.shared.clone(), async move {
-            admin_stop.cancelled().await
+            admin_stop_signal.cancelled().await
         });
         let grpc_task = tokio::spawn(grpc);
         let admin_task = tokio::spawn(admin);
@@ -249,13 +256,14 @@ impl App {
         self.shared.draining.store(true, Ordering::Relaxed);
         stop.cancel();
         let drained = tokio::time::timeout(self.drain_timeout, async {
-            let _ = admin_task.await;
             for task in http_tasks {
                 let _ = task.await;
             }
             grpc_task.await
         })
         .await;
+        admin_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
         background.cancel();
         match drained {
             Ok(Ok(result)) => result.map_err(StartError::from),

@@ -42,9 +42,12 @@ jwt-authz finds each issuer's signing keys through OpenID Connect Discovery or R
 caches them, follows rotation, and answers envoy.service.auth.v3.Authorization/Check without
 calling the authorization server per request.
 
-Try it:       jwt-authz demo
-Run it:       jwt-authz serve --issuer https://idp.example.com/realms/main --audience https://api.example.com
-With a file:  jwt-authz serve --config /etc/jwt-authz/config.yaml";
+Examples:
+  jwt-authz demo                                  # try it: a development issuer + the service
+  jwt-authz serve --config /etc/jwt-authz/config.yaml
+  jwt-authz serve --issuer https://idp.example.com/realms/main \\
+                  --audience https://api.example.com
+  jwt-authz explain --config config.yaml --token \"$TOKEN\"   # why is it denied?";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -66,7 +69,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub source: SourceArgs,
     /// The token; omit (or pass `-`) to read it from standard input.
     #[arg(long)]
     pub token: Option<String>,
@@ -92,15 +95,8 @@ pub struct CheckConfigArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// YAML configuration file (see README "Configuration"). Flags below override it.
-    #[arg(long, short, env = "JWT_AUTHZ_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Trusted issuer identifier, exactly as in the tokens' `iss`. Repeatable.
-    #[arg(long = "issuer", env = "JWT_AUTHZ_ISSUER", value_delimiter = ',')]
-    pub issuers: Vec<String>,
-    /// Accepted audience for the --issuer issuers (the `aud` this API expects). Repeatable.
-    #[arg(long = "audience", env = "JWT_AUTHZ_AUDIENCE", value_delimiter = ',')]
-    pub audiences: Vec<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// gRPC listen address [default: 0.0.0.0:9191].
     #[arg(long, env = "JWT_AUTHZ_GRPC_LISTEN")]
     pub grpc_listen: Option<SocketAddr>,
@@ -110,6 +106,34 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The config file (or defaults) with the flags applied on top.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = self.source.load()?;
+        if let Some(addr) = self.grpc_listen {
+            config.listen.grpc = addr;
+        }
+        if let Some(addr) = self.admin_listen {
+            config.listen.admin = addr;
+        }
+        Ok(config)
+    }
+}
+
+/// Where the configuration comes from: a file, flags, or both.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// YAML configuration file (see README "Configuration"). Flags below override it.
+    #[arg(long, short, env = "JWT_AUTHZ_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Trusted issuer identifier, exactly as in the tokens' `iss`. Repeatable.
+    #[arg(long = "issuer", env = "JWT_AUTHZ_ISSUER", value_delimiter = ',')]
+    pub issuers: Vec<String>,
+    /// Accepted audience for the --issuer issuers (the `aud` this API expects). Repeatable.
+    #[arg(long = "audience", env = "JWT_AUTHZ_AUDIENCE", value_delimiter = ',')]
+    pub audiences: Vec<String>,
+}
+
+impl SourceArgs {
     /// The config file (or defaults) with the flags applied on top.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
@@ -132,12 +156,6 @@ impl ServeArgs {
             config
                 .issuers
                 .push(IssuerConfig::new(issuer.clone(), self.audiences.clone()));
-        }
-        if let Some(addr) = self.grpc_listen {
-            config.listen.grpc = addr;
-        }
-        if let Some(addr) = self.admin_listen {
-            config.listen.admin = addr;
         }
         Ok(config)
     }
@@ -164,10 +182,13 @@ pub struct CallArgs {
     /// The bearer token to check (omit to check a request without one).
     #[arg(long, env = "JWT_AUTHZ_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Request method the check is about.
     #[arg(long, default_value = "GET")]
     pub method: String,
+    /// Request host (`:authority`) the check is about.
     #[arg(long, default_value = "localhost")]
     pub host: String,
+    /// Request path, with query if any.
     #[arg(long, default_value = "/")]
     pub path: String,
 }

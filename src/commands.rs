@@ -36,7 +36,14 @@ pub async fn run(
         Some((loader, file)) => app.with_reload(loader, file),
         None => app,
     };
-    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "listening");
+    let (forward_auth, proxy) = (app.forward_auth_addr(), app.proxy_addr());
+    tracing::info!(
+        grpc = %app.grpc_addr(),
+        admin = %app.admin_addr(),
+        forward_auth = forward_auth.map_or("off".into(), |a| a.to_string()),
+        proxy = proxy.map_or("off".into(), |a| a.to_string()),
+        "listening"
+    );
     match app.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -96,14 +103,19 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
         "\njwt-authz demo\n\
          \n  development issuer  {iss}  (discovery: {iss}/.well-known/openid-configuration)\
          \n  ext_authz gRPC      {grpc}\
-         \n  admin               http://{admin}/metrics  /healthz  /readyz\
+         \n  admin               http://{admin}/metrics  /healthz  /readyz  /debug/keys\
          \n\nA token for audience {audience}, valid for one hour:\n\n{token}\n\
          \nTry it (in another terminal):\n\
-         \n  jwt-authz call --addr http://{grpc} --token {token}\
-         \n  jwt-authz call --addr http://{grpc}            # no token: 401\
-         \n  grpcurl -plaintext {grpc} list                  # reflection\n\
+         \n  {exe} call --addr http://{grpc} --token {token}\
+         \n  {exe} call --addr http://{grpc}            # no token: 401\
+         \n  {exe} explain --issuer {iss} --audience {audience} --token {token}\
+         \n  grpcurl -plaintext {grpc} list             # reflection, if grpcurl is installed\n\
          \nPress Ctrl-C to stop.\n",
         iss = issuer.issuer,
+        exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_owned))
+            .unwrap_or_else(|| "jwt-authz".into()),
         grpc = args.grpc_listen,
         admin = args.admin_listen,
     );
@@ -111,7 +123,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
 }
 
 pub async fn explain(args: ExplainArgs) -> ExitCode {
-    let config = match args.serve.load() {
+    let config = match args.source.load() {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
@@ -164,12 +176,19 @@ pub fn check_config(args: CheckConfigArgs) -> ExitCode {
                     i.id, i.audiences, i.profile
                 );
             }
+            let sources: Vec<String> = config.token_sources.iter().map(|t| t.describe()).collect();
             println!(
-                "  {} rule(s), default {:?}; token sources {:?}",
+                "  {} rule(s), default_action {}; token sources: {}",
                 config.rules.len(),
-                config.default_action,
-                config.token_sources
+                config.default_action.name(),
+                sources.join(", ")
             );
+            if let Some(f) = &config.forward_auth {
+                println!("  forward-auth on {}", f.listen);
+            }
+            if let Some(p) = &config.proxy {
+                println!("  reverse proxy on {} → {}", p.listen, p.upstream);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => config_error(e),

@@ -775,7 +775,8 @@ fn check_scheme(url: &Url, allow_http: bool, field: &str) -> Result<(), ConfigEr
         "http" => Err(invalid(
             field,
             format!(
-                "{url} uses plain http; use https, or set allow_insecure_http: true on this issuer if the network is trusted"
+                "{} uses plain http; use https, or set allow_insecure_http: true on this issuer in a config file if the network is trusted",
+                url.as_str().trim_end_matches('/')
             ),
         )),
         other => Err(invalid(field, format!("scheme {other:?} is not supported; use https"))),

@@ -376,7 +376,7 @@ async fn explain_steps(
         Some(prof.is_ok()),
         "profile",
         match &prof {
-            Ok(()) => format!("{:?}", keys.issuer.profile),
+            Ok(()) => keys.issuer.profile.name().to_owned(),
             Err(d) => d.description(),
         },
     );

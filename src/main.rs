@@ -45,7 +45,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return commands::config_error(e),
     };
-    let file = args.config.clone();
+    let file = args.source.config.clone();
     let args = Arc::new(args);
     let loader: reload::ConfigLoader = Arc::new(move || args.load());
     commands::run(config, Some((loader, file))).await

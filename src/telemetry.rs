@@ -12,7 +12,20 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. `filter` uses `tracing` directives, e.g. `info,jwt_authz=debug`.
 pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // rustls-platform-verifier logs every TLS failure at ERROR; jwt-authz already reports the
+    // same failure once, with the issuer, as a fetch error.
+    let directives = if filter.contains("rustls_platform_verifier") {
+        filter.to_owned()
+    } else {
+        format!("{filter},rustls_platform_verifier=off")
+    };
+    let filter = match EnvFilter::try_new(&directives) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("warning: ignoring log filter {filter:?} ({e}); using \"info\"");
+            EnvFilter::new("info,rustls_platform_verifier=off")
+        }
+    };
     use std::io::IsTerminal as _;
     let builder = fmt()
         .with_env_filter(filter)

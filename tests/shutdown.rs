@@ -95,11 +95,11 @@ async fn sigterm_finishes_in_flight_checks_and_exits_zero() {
     let t = Instant::now();
     sigterm(&p.child);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let ready = reqwest::get(format!("http://{}/readyz", p.admin)).await;
-    assert!(
-        ready.map_or(true, |r| r.status() == 503),
-        "not ready once draining"
-    );
+    let ready = reqwest::get(format!("http://{}/readyz", p.admin))
+        .await
+        .expect("the admin port stays up while draining");
+    assert_eq!(ready.status(), 503, "not ready once draining");
+    assert!(ready.text().await.unwrap().contains("draining"));
     for o in futures_util::future::join_all(inflight).await {
         let o = o.expect("check task");
         assert!(o.allowed(), "a check in flight at SIGTERM completes: {o:?}");

@@ -124,6 +124,17 @@ pub enum DefaultAction {
     Anonymous,
 }
 
+impl DefaultAction {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            DefaultAction::Authenticated => "authenticated",
+            DefaultAction::Deny => "deny",
+            DefaultAction::Anonymous => "anonymous",
+        }
+    }
+}
+
 // === compiled ===
 
 /// A compiled rule.

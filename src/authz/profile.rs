@@ -19,6 +19,16 @@ pub enum Profile {
     Legacy,
 }
 
+impl Profile {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Rfc9068 => "rfc9068",
+            Profile::Legacy => "legacy",
+        }
+    }
+}
+
 /// RFC 9068 §2.2 required claims (besides `exp`/`aud`, checked by every profile).
 const REQUIRED: [&str; 5] = ["iss", "sub", "client_id", "iat", "jti"];
 

@@ -33,6 +33,20 @@ fn default_query_name() -> String {
 }
 
 impl TokenSource {
+    /// In words, with config spellings (for `check-config`).
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::Authorization => "authorization".into(),
+            TokenSource::Header { name, prefix: None } => format!("header {name}"),
+            TokenSource::Header {
+                name,
+                prefix: Some(p),
+            } => format!("header {name} (prefix {p:?})"),
+            TokenSource::Cookie { name } => format!("cookie {name}"),
+            TokenSource::Query { name } => format!("query {name}"),
+        }
+    }
+
     /// RFC 9728 §2 `bearer_methods_supported` value, if the method is a standard one.
     pub fn bearer_method(&self) -> Option<&'static str> {
         match self {

@@ -77,6 +77,12 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if shared.is_ready() {
         return (StatusCode::OK, "ready\n".to_owned());
     }
+    if shared.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: draining\n".to_owned(),
+        );
+    }
     let authorizer = shared.authorizer();
     let mut body = String::from("not ready\n");
     for keys in authorizer.issuers() {

@@ -125,9 +125,12 @@ impl Fetcher {
             if e.is_timeout() {
                 FetchError::Timeout { url: name() }
             } else {
+                // reqwest's own message repeats the URL; its sources say what went wrong.
+                let reason =
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), error_chain);
                 FetchError::Connect {
                     url: name(),
-                    reason: error_chain(&e),
+                    reason,
                 }
             }
         };
