@@ -106,6 +106,7 @@ impl App {
         let issuers = Arc::new(Issuers::new(metrics.clone()));
         let (authorizer, keys) = issuers.build(&config)?;
         issuers.commit(keys);
+        reload::started_with(&issuers, &config);
         metrics.config_reload(true);
         let bind = |what, addr| async move {
             TcpListener::bind(addr)

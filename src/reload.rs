@@ -38,6 +38,8 @@ pub struct Issuers {
     entries: Mutex<HashMap<String, Entry>>,
     metrics: Arc<Metrics>,
     background: Mutex<Option<CancellationToken>>,
+    /// Listener settings in force (see [`started_with`]).
+    listeners: Mutex<Option<String>>,
 }
 
 impl Issuers {
@@ -46,6 +48,7 @@ impl Issuers {
             entries: Mutex::new(HashMap::new()),
             metrics,
             background: Mutex::new(None),
+            listeners: Mutex::new(None),
         }
     }
 
@@ -207,15 +210,23 @@ pub async fn watch(
 
 /// One reload attempt; the old configuration stays in force unless the new one is valid.
 pub fn reload(loader: &ConfigLoader, shared: &Shared, issuers: &Issuers, reason: &str) -> bool {
-    let built = loader()
-        .map_err(StartError::from)
-        .and_then(|config| issuers.build(&config));
+    let built = loader().map_err(StartError::from).and_then(|config| {
+        let listeners = listeners(&config);
+        issuers.build(&config).map(|b| (b, listeners))
+    });
     match built {
-        Ok((authorizer, keys)) => {
+        Ok(((authorizer, keys), listeners)) => {
             shared.install(authorizer);
             issuers.commit(keys);
             shared.metrics.config_reload(true);
             tracing::info!(reason, "configuration reloaded");
+            let mut last = issuers.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref().is_some_and(|l| *l != listeners) {
+                tracing::warn!(
+                    "listen, forward_auth, proxy or drain settings changed: they apply only after a restart"
+                );
+            }
+            *last = Some(listeners);
             true
         }
         Err(e) => {
@@ -224,6 +235,19 @@ pub fn reload(loader: &ConfigLoader, shared: &Shared, issuers: &Issuers, reason:
             false
         }
     }
+}
+
+/// The settings a reload cannot apply (listeners are bound once, at start).
+fn listeners(c: &Config) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?}",
+        c.listen, c.forward_auth, c.proxy, c.drain_timeout
+    )
+}
+
+/// Records the listener settings the process started with.
+pub fn started_with(issuers: &Issuers, config: &Config) {
+    *issuers.listeners.lock().unwrap_or_else(|p| p.into_inner()) = Some(listeners(config));
 }
 
 /// Modification time and length of the file behind `path` (following symlinks).
