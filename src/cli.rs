@@ -29,8 +29,9 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-    /// Runtime worker threads [default: one per CPU]. Sidecars usually want 1 or 2; 0 runs
-    /// everything on the main thread (a current-thread runtime).
+    /// Runtime worker threads [default: one per CPU, or a current-thread runtime when the
+    /// process has a single CPU]. 0 runs everything on the main thread, which serves the most
+    /// checks per core; sidecars usually want 0 or 1.
     #[arg(long, global = true, env = "JWT_AUTHZ_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
 }

@@ -20,6 +20,11 @@ fn main() -> ExitCode {
             b.worker_threads(n);
             b
         }
+        // One CPU (a sidecar with a 1-CPU limit, or pinned): a current-thread runtime serves
+        // ~30% more checks than a multi-thread one there (BENCHMARKS.md).
+        None if std::thread::available_parallelism().is_ok_and(|n| n.get() == 1) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {
