@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the check pipeline, one step at a time: bearer extraction, the untrusted
 //! header/payload peek, key lookup + signature verification per algorithm, the claims check, and
-//! the whole `Authorizer::authorize` against a key set fetched from a loopback dev issuer.
+//! the whole pipeline (`authorize`, `decide`) with and without the verified-token cache, against a
+//! key set fetched from a loopback dev issuer.
 //!
 //! Run: `cargo bench --bench check` (figures are recorded in BENCHMARKS.md). Nothing here asserts
 //! a time; a benchmark only panics if the fixture itself is wrong (e.g. a token fails to verify).
@@ -9,8 +10,10 @@ use std::{hint::black_box, sync::Arc, time::Duration};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use jwt_authz::authz::{
+    cache::{CacheConfig, TokenCache},
     policy::{DefaultAction, Policy},
     token::TokenSource,
+    Decision,
 };
 use jwt_authz::{
     authz::{
@@ -22,7 +25,7 @@ use jwt_authz::{
     config::{Config, Issuer, IssuerConfig, UpstreamHeaders},
     dev::{self, access_token_claims, DevIssuer, SigningKey},
     jwks::{keyset::Lookup, store::Cause, IssuerKeys, KeySet},
-    metrics::Metrics,
+    metrics::{Frontend, Metrics},
 };
 
 const ISSUER: &str = "https://idp.example.test";
@@ -172,41 +175,47 @@ fn key_set_parse(c: &mut Criterion) {
     g.finish();
 }
 
-/// The whole pipeline (`Authorizer::authorize`) with keys fetched over HTTP from the dev issuer
-/// (RS256, as `jwt-authz demo` signs), on a current-thread runtime.
+/// The whole pipeline (`Authorizer::authorize`, and `decide`, which also records metrics and
+/// builds the allow response) with keys fetched over HTTP from the dev issuer (RS256, as
+/// `jwt-authz demo` signs), on a current-thread runtime: without the verified-token cache (every
+/// call verifies) and with it (every call after the first is a hit).
 fn pipeline(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let (authorizer, header) = rt.block_on(async {
-        let (dev, _task) = DevIssuer::start("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("dev issuer starts");
-        let metrics = Arc::new(Metrics::new());
-        let keys = IssuerKeys::new(issuer(&dev.issuer), &metrics).expect("issuer keys");
-        let report = keys.fetch(Cause::Scheduled).await.expect("fetch ran");
-        assert!(report.ok, "keys fetched from the dev issuer");
-        let responder = Responder::new(
-            "jwt-authz".into(),
-            UpstreamHeaders::default(),
-            "jwt_authz".into(),
-            None,
-        );
-        let policy = Policy::compile(&[], DefaultAction::Authenticated, &[dev.issuer.as_str()])
-            .expect("empty policy");
-        let authorizer = Authorizer::new(
-            vec![keys],
-            policy,
-            vec![TokenSource::Authorization],
-            responder,
-            metrics,
-        );
-        (
-            authorizer,
-            format!("Bearer {}", dev.token(AUDIENCE, "bench-user")),
-        )
-    });
+    let (dev, _task) = rt
+        .block_on(DevIssuer::start("127.0.0.1:0".parse().expect("addr")))
+        .expect("dev issuer starts");
+    let authorizer = |cache: bool| {
+        rt.block_on(async {
+            let metrics = Arc::new(Metrics::new());
+            let keys = IssuerKeys::new(issuer(&dev.issuer), &metrics).expect("issuer keys");
+            let report = keys.fetch(Cause::Scheduled).await.expect("fetch ran");
+            assert!(report.ok, "keys fetched from the dev issuer");
+            let responder = Responder::new(
+                "jwt-authz".into(),
+                UpstreamHeaders::default(),
+                "jwt_authz".into(),
+                None,
+            );
+            let policy = Policy::compile(&[], DefaultAction::Authenticated, &[dev.issuer.as_str()])
+                .expect("empty policy");
+            Authorizer::new(
+                vec![keys],
+                policy,
+                vec![TokenSource::Authorization],
+                responder,
+                metrics,
+            )
+            .with_cache(
+                cache
+                    .then(|| TokenCache::new(&CacheConfig::default()))
+                    .flatten(),
+            )
+        })
+    };
+    let header = format!("Bearer {}", dev.token(AUDIENCE, "bench-user"));
     let headers = [("authorization".to_owned(), header)].into_iter().collect();
     let req = AuthzRequest {
         method: "GET",
@@ -214,12 +223,25 @@ fn pipeline(c: &mut Criterion) {
         path: "/",
         headers: Headers::Map(&headers),
     };
-    c.bench_function("authorize/RS256", |b| {
-        b.iter(|| {
-            rt.block_on(authorizer.authorize(black_box(&req)))
-                .expect("allowed")
-        })
-    });
+    let mut g = c.benchmark_group("pipeline");
+    for (name, cache) in [("no cache", false), ("cache hit", true)] {
+        let authorizer = authorizer(cache);
+        g.bench_function(format!("authorize/RS256/{name}"), |b| {
+            b.iter(|| {
+                rt.block_on(authorizer.authorize(black_box(&req)))
+                    .expect("allowed")
+            })
+        });
+        g.bench_function(format!("decide/RS256/{name}"), |b| {
+            b.iter(
+                || match rt.block_on(authorizer.decide(black_box(&req), Frontend::Grpc)) {
+                    Decision::Allow(a) => a,
+                    Decision::Deny(d) => panic!("denied: {d:?}"),
+                },
+            )
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(
