@@ -14,11 +14,10 @@ use crate::{
         profile,
         request::{AuthzRequest, Headers},
         verify::{self, Jws},
-        Decision,
     },
     config::Config,
     jwks::{keyset::Lookup, store::Cause},
-    metrics::{Frontend, Metrics},
+    metrics::Metrics,
     reload::Issuers,
 };
 
@@ -96,11 +95,12 @@ pub async fn explain(
         path: &request.path,
         headers: Headers::Map(&headers),
     };
+    // One evaluation; the response comes from the same Responder the front ends use.
     let result = authorizer.authorize(&req).await;
-    let decision = authorizer.decide(&req, Frontend::Grpc).await;
     let _ = writeln!(out);
-    let allowed = match (&result, decision) {
-        (Ok(_), Decision::Allow(a)) => {
+    let allowed = match &result {
+        Ok(grant) => {
+            let a = authorizer.responder().allow(grant);
             let _ = writeln!(
                 out,
                 "verdict: ALLOW {} {}{}",
@@ -114,7 +114,8 @@ pub async fn explain(
             }
             true
         }
-        (Err(deny), Decision::Deny(d)) => {
+        Err(deny) => {
+            let d = authorizer.responder().deny(deny);
             let _ = writeln!(
                 out,
                 "verdict: DENY ({}) — {}",
@@ -126,13 +127,6 @@ pub async fn explain(
                 let _ = writeln!(out, "  {k}: {v}");
             }
             let _ = writeln!(out, "  body: {}", d.body);
-            false
-        }
-        (_, _) => {
-            let _ = writeln!(
-                out,
-                "verdict: DENY (the decision changed between two evaluations; run again)"
-            );
             false
         }
     };
@@ -147,15 +141,15 @@ async fn explain_steps(
     out: &mut String,
     step: impl Fn(&mut String, Option<bool>, &str, String),
 ) -> Option<()> {
+    let headers = HashMap::new();
+    let req = AuthzRequest {
+        method: &request.method,
+        host: &request.host,
+        path: &request.path,
+        headers: Headers::Map(&headers),
+    };
+    let route = authorizer.policy().route(&req);
     {
-        let headers = HashMap::new();
-        let req = AuthzRequest {
-            method: &request.method,
-            host: &request.host,
-            path: &request.path,
-            headers: Headers::Map(&headers),
-        };
-        let route = authorizer.policy().route(&req);
         step(
             out,
             None,
@@ -335,14 +329,6 @@ async fn explain_steps(
             nbf.map_or("not a number".into(), |n| relative(n - now)),
         );
     }
-    let headers = HashMap::new();
-    let req = AuthzRequest {
-        method: &request.method,
-        host: &request.host,
-        path: &request.path,
-        headers: Headers::Map(&headers),
-    };
-    let route = authorizer.policy().route(&req);
     let audiences = route
         .audiences
         .clone()

@@ -8,7 +8,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use axum::body::Body;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Deserializer};
 use tokio::net::TcpListener;
@@ -294,17 +294,11 @@ fn misconfigured(mode: OriginalRequest, why: &'static str) -> Response<Body> {
         original_request = ?mode,
         "forward-auth request rejected: {why}; check the proxy's forward-auth configuration"
     );
-    let body = serde_json::json!({
-        "error": "invalid_request",
-        "error_description": format!("forward-auth: {why} (original_request: {mode:?})"),
-    });
-    let mut resp = Response::new(Body::from(body.to_string()));
-    *resp.status_mut() = StatusCode::BAD_REQUEST;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    super::server::json_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!("forward-auth: {why} (original_request: {mode:?})"),
+    )
 }
 
 #[cfg(test)]

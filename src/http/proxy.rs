@@ -481,14 +481,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// A JSON error from the proxy itself (not a denial, which carries a challenge).
 fn error(status: StatusCode, error: &str, description: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": error, "error_description": description });
-    let mut resp = Response::new(Body::from(body.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    super::server::json_error(status, error, description)
 }
 
 #[cfg(test)]

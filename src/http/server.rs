@@ -74,3 +74,19 @@ where
     graceful.shutdown().await;
     Ok(())
 }
+
+/// A JSON error answered by a front end itself (not a denial, which carries a challenge).
+pub(super) fn json_error(
+    status: http::StatusCode,
+    error: &str,
+    description: &str,
+) -> Response<Body> {
+    let body = serde_json::json!({ "error": error, "error_description": description });
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
