@@ -77,15 +77,8 @@ pub struct ExplainArgs {
     /// Read the token from this file.
     #[arg(long, conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
-    /// Request method the token is presented with.
-    #[arg(long, default_value = "GET")]
-    pub method: String,
-    /// Request host.
-    #[arg(long, default_value = "localhost")]
-    pub host: String,
-    /// Request path (with query, if any).
-    #[arg(long, default_value = "/")]
-    pub path: String,
+    #[command(flatten)]
+    pub request: RequestArgs,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +176,13 @@ pub struct CallArgs {
     /// The bearer token to check (omit to check a request without one).
     #[arg(long, env = "JWT_AUTHZ_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub request: RequestArgs,
+}
+
+/// The request a check is about (for `call` and `explain`).
+#[derive(Debug, Args)]
+pub struct RequestArgs {
     /// Request method the check is about.
     #[arg(long, default_value = "GET")]
     pub method: String,

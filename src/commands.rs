@@ -146,9 +146,9 @@ pub async fn explain(args: ExplainArgs) -> ExitCode {
         }
     };
     let request = crate::explain::RequestSpec {
-        method: args.method,
-        host: args.host,
-        path: args.path,
+        method: args.request.method,
+        host: args.request.host,
+        path: args.request.path,
     };
     match crate::explain::explain(&config, &token, &request).await {
         Ok((report, allowed)) => {
@@ -210,9 +210,9 @@ pub async fn call(args: CallArgs) -> ExitCode {
         attributes: Some(AttributeContext {
             request: Some(Request {
                 http: Some(HttpRequest {
-                    method: args.method,
-                    host: args.host,
-                    path: args.path,
+                    method: args.request.method,
+                    host: args.request.host,
+                    path: args.request.path,
                     headers,
                     ..Default::default()
                 }),
