@@ -8,6 +8,8 @@
 
 #[path = "support/e2e.rs"]
 mod e2e;
+#[path = "support/ports.rs"]
+mod ports;
 
 use std::time::Duration;
 

@@ -7,6 +7,8 @@
 
 #[path = "support/nginx.rs"]
 mod nginx;
+#[path = "support/ports.rs"]
+mod ports;
 mod support;
 #[path = "support/upstream.rs"]
 mod upstream;

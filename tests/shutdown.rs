@@ -1,6 +1,8 @@
 //! Graceful drain (issue #6): on SIGTERM the process stops accepting work, finishes the checks in
 //! flight, and exits 0 within `drain_timeout`; it never cuts a check it has started.
 
+#[path = "support/ports.rs"]
+mod ports;
 mod support;
 
 use std::{
@@ -19,16 +21,8 @@ struct Proc {
     admin: std::net::SocketAddr,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn spawn(issuer: &TestIssuer, drain: &str, max_wait: &str) -> Proc {
-    let (g, a) = (free_port(), free_port());
+    let [g, a] = ports::free_ports();
     let dir = std::env::temp_dir().join(format!("jwt-authz-drain-{}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("config.yaml");

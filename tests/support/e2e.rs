@@ -10,7 +10,7 @@ use std::{
     collections::BTreeMap,
     fs::File,
     future::Future,
-    net::{SocketAddr, TcpListener as StdTcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
@@ -362,40 +362,6 @@ impl Tools {
     }
 }
 
-/// Distinct free loopback ports, chosen at random *below* the kernel's ephemeral range: a port
-/// from `bind(:0)` could be handed out again as the source port of some outgoing connection (or
-/// to a concurrently running test) before our child process binds it; these never are.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999));
-    // Prefer the gap below the ephemeral range; fall back to above it if that gap is too small.
-    let range = if low > 12_000 {
-        10_000..low
-    } else {
-        high.saturating_add(1)..u16::MAX
-    };
-    let mut held: Vec<StdTcpListener> = Vec::with_capacity(N);
-    for _ in 0..1000 {
-        if held.len() == N {
-            break;
-        }
-        if let Ok(l) = StdTcpListener::bind(("127.0.0.1", rand::random_range(range.clone()))) {
-            held.push(l);
-        }
-    }
-    assert_eq!(
-        held.len(),
-        N,
-        "could not find {N} free loopback ports in {range:?}"
-    );
-    std::array::from_fn(|i| held[i].local_addr().expect("addr").port())
-}
-
 fn scratch_dir(name: &str) -> PathBuf {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -458,7 +424,7 @@ impl E2e {
         let tools = Tools::locate();
         let dir = scratch_dir(name);
         let [provider_port, grpc_port, admin_port, envoy_port, envoy_admin_port, http_port] =
-            free_ports();
+            crate::ports::free_ports();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))

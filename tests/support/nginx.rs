@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::{
-    net::TcpListener as StdTcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -37,18 +36,6 @@ fn locate() -> PathBuf {
     sbin
 }
 
-/// A free loopback port below the ephemeral range, so no outgoing connection can take it
-/// between our choosing it and nginx binding it.
-fn free_port() -> u16 {
-    for _ in 0..1000 {
-        let port = rand::random_range(10_000..30_000);
-        if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in 10000..30000");
-}
-
 pub struct Nginx {
     pub port: u16,
     dir: PathBuf,
@@ -67,7 +54,7 @@ impl Nginx {
             .join("nginx")
             .join(format!("{name}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create nginx scratch dir");
-        let port = free_port();
+        let port = crate::ports::free_port();
         let config = include_str!("../e2e/nginx.conf.tmpl")
             .replace("{{DIR}}", &dir.display().to_string())
             .replace("{{LISTEN_PORT}}", &port.to_string())
