@@ -727,9 +727,9 @@ async fn start_envoy(
         render_envoy_config(template, &ports, &access_log),
     )
     .expect("write envoy.yaml");
-    // A random base id keeps concurrent Envoys (other tests, other checkouts) from colliding on
-    // their hot-restart shared memory.
-    let base_id: u32 = rand::random_range(1..1_000_000);
+    // Concurrent Envoys (other tests of this binary) must not share a hot-restart base id. The
+    // admin port is unique per test process (tests/support/ports.rs) and free on this machine.
+    let base_id = u32::from(ports.admin);
     let mut cmd = Command::new(&tools.envoy);
     cmd.arg("-c")
         .arg(&config_path)
