@@ -312,9 +312,7 @@ fn grpc_server(
         .expect("embedded descriptor sets are valid");
     // A CheckRequest is headers and attributes (Envoy sends no body unless with_request_body is
     // set): 1 MiB is ample, and bounds what one stream can make us buffer.
-    let ext_authz =
-        envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ExtAuthz::new(shared.clone()))
-            .max_decoding_message_size(1 << 20);
+    let ext_authz = grpc::AuthorizationService::new(ExtAuthz::new(shared.clone()), 1 << 20);
     tonic::transport::Server::builder()
         // A check never needs this long (a key fetch waits at most `max_wait`); a stuck
         // request is cut rather than held forever.

@@ -106,10 +106,10 @@ pub async fn explain(
                 "verdict: ALLOW {} {}{}",
                 request.method, request.host, request.path
             );
-            for (k, v) in &a.set {
+            for (k, v) in &a.identity.set {
                 let _ = writeln!(out, "  upstream header {k}: {v}");
             }
-            for k in &a.remove {
+            for k in &a.identity.remove {
                 let _ = writeln!(out, "  upstream header {k}: removed");
             }
             true

@@ -10,6 +10,12 @@ use jwt_authz::{
     commands, reload, telemetry,
 };
 
+/// mimalloc, not the system allocator: the check path allocates small, short-lived buffers, and
+/// the container's static musl binary would otherwise use musl's allocator, which is several
+/// times slower under load (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log, cli.log_format);

@@ -10,7 +10,9 @@ use aws_lc_rs::digest;
 use moka::{sync::Cache, Expiry};
 use serde::Deserialize;
 
-use super::claims::Claims;
+use serde_json::Value;
+
+use super::{claims::Claims, respond::Identity};
 
 /// `token_cache:` in the config file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -54,7 +56,9 @@ pub struct Verified {
     pub typ: Option<String>,
     /// The key that verified the signature ([`crate::jwks::VerifyKey::fingerprint`]).
     pub fingerprint: u64,
-    /// Estimated memory, in bytes.
+    /// What an allowed request with this token tells the upstream (built once, here).
+    pub identity: Arc<Identity>,
+    /// Estimated memory, in bytes ([`estimate_size`]).
     pub size: u32,
 }
 
@@ -130,8 +134,46 @@ impl TokenCache {
     }
 }
 
-/// A rough size of a verified token in memory: the map, its keys and values.
-pub fn estimate_size(payload_len: usize) -> u32 {
-    // serde_json's Map (a BTreeMap) costs about 3x the JSON text for typical claim sets.
-    (256 + payload_len.saturating_mul(3)).min(u32::MAX as usize) as u32
+/// The memory a cache entry holds, estimated from what it contains: the claims as parsed (a
+/// `BTreeMap` of `Value`s), the identity built from them, and a fixed part for the entry itself
+/// (the cache's own node, key and bookkeeping, the `Arc` and `Verified`), calibrated against the
+/// RSS growth per entry measured by `scripts/bench-grpc` (see BENCHMARKS.md).
+pub fn estimate_size(claims: &Claims, typ: Option<&str>, identity: &Identity) -> u32 {
+    const ENTRY: usize = 400;
+    let total = ENTRY
+        + object_heap(&claims.all)
+        + claims.iss.len()
+        + claims.sub.as_ref().map_or(0, String::len)
+        + typ.map_or(0, str::len)
+        + identity.heap_size();
+    total.min(u32::MAX as usize) as u32
+}
+
+/// Heap bytes of a parsed JSON object: B-tree nodes (a key and a value per slot, nodes about
+/// two-thirds full) plus each key's and value's own allocations, with allocator overhead.
+fn object_heap(map: &serde_json::Map<String, Value>) -> usize {
+    const SLOT: usize = (24 + 32) * 3 / 2;
+    map.iter()
+        .map(|(k, v)| SLOT + alloc(k.len()) + value_heap(v))
+        .sum()
+}
+
+fn value_heap(v: &Value) -> usize {
+    match v {
+        Value::String(s) => alloc(s.len()),
+        Value::Array(items) => {
+            alloc(32 * items.len()) + items.iter().map(value_heap).sum::<usize>()
+        }
+        Value::Object(m) => object_heap(m),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
+}
+
+/// One allocation of `len` bytes: rounded up to 16, plus a 16-byte header; nothing for empty.
+fn alloc(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        len.div_ceil(16) * 16 + 16
+    }
 }

@@ -6,6 +6,7 @@ pub mod alg;
 pub mod cache;
 pub mod claims;
 mod deny;
+pub mod metadata;
 pub mod policy;
 pub mod profile;
 pub mod request;
@@ -18,7 +19,7 @@ use std::{sync::Arc, time::Instant};
 
 pub use deny::Deny;
 pub use request::{AuthzRequest, Headers};
-pub use respond::{Allowance, Denial, Responder};
+pub use respond::{Allowance, Denial, Identity, Responder};
 
 use crate::{
     jwks::IssuerKeys,
@@ -255,12 +256,14 @@ impl Authorizer {
         let keys = self.issuer(&jws.iss).ok_or(Deny::UnknownIssuer)?;
         let fingerprint = keys.verify_signature(&jws).await?;
         let typ = jws.typ.clone();
-        let size = cache::estimate_size(jws.signing_input.len());
         let claims = jws.into_claims(&keys.issuer, verify::now())?;
+        let identity = Arc::new(self.responder.identity(&claims));
+        let size = cache::estimate_size(&claims, typ.as_deref(), &identity);
         let verified = Arc::new(Verified {
             claims,
             typ,
             fingerprint,
+            identity,
             size,
         });
         if let (Some(cache), Some(key)) = (&self.cache, key) {

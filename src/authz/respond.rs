@@ -2,10 +2,12 @@
 //! RFC 6750 §3 `WWW-Authenticate` challenge, JSON body, and the headers set on the upstream
 //! request. Front ends translate this into their wire format and nothing else.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use serde_json::{Map, Value};
+use std::sync::{Arc, OnceLock};
 
-use super::{resource::ResourceMetadata, Deny, Grant};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use serde_json::Value;
+
+use super::{claims::Claims, resource::ResourceMetadata, Deny, Grant};
 use crate::config::UpstreamHeaders;
 
 /// gRPC status codes used in `CheckResponse.status` (google.rpc.Code).
@@ -27,18 +29,48 @@ pub struct Denial {
     pub body: String,
 }
 
-/// An allowed request's changes to the upstream request.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Allowance {
-    /// Set, replacing any client-sent value.
+/// What an allowed request tells the upstream about its caller. It depends only on the verified
+/// token and the configuration, so it is built once per token and cached with it; every allow
+/// then shares it.
+#[derive(Debug, Default)]
+pub struct Identity {
+    /// Headers set, replacing any client-sent value.
     pub set: Vec<(String, String)>,
-    /// Removed (client-sent identity headers jwt-authz has no value for, `authorization` if so
-    /// configured).
+    /// Headers removed (client-sent identity headers jwt-authz has no value for, `authorization`
+    /// if so configured).
     pub remove: Vec<String>,
+    /// Envoy dynamic metadata (see [`super::metadata`]): the encoded `Struct` fields
+    /// `{issuer, subject, scopes, claims}`; none on anonymous routes.
+    pub metadata: Option<Box<[u8]>>,
+    /// The gRPC front end's encoding of `set` and `remove`, made on its first use (front ends
+    /// that never need it leave it empty).
+    pub wire: OnceLock<Box<[u8]>>,
+}
+
+impl Identity {
+    /// Heap bytes held, roughly (for the token cache's memory bound).
+    pub fn heap_size(&self) -> usize {
+        let headers = self
+            .set
+            .iter()
+            .map(|(k, v)| 48 + k.len() + v.len())
+            .chain(self.remove.iter().map(|s| 24 + s.len()))
+            .sum::<usize>();
+        // `wire` encodes the same headers; count it before it is made, too.
+        headers
+            + self.metadata.as_ref().map_or(0, |m| m.len())
+            + self.wire.get().map_or(headers, |w| w.len())
+    }
+}
+
+/// An allowed request's changes to the upstream request.
+#[derive(Debug, Clone)]
+pub struct Allowance {
+    pub identity: Arc<Identity>,
+    /// The rule that matched (Envoy dynamic metadata `route`).
+    pub route: String,
     /// Query parameters to remove (a token sent in the query, RFC 6750 §2.3).
     pub remove_query: Vec<String>,
-    /// Envoy dynamic metadata: `{metadata_key: {route, issuer, subject, scopes, claims}}`.
-    pub metadata: Option<Map<String, Value>>,
 }
 
 /// Response settings, built from the configuration.
@@ -46,8 +78,10 @@ pub struct Allowance {
 pub struct Responder {
     realm: String,
     headers: UpstreamHeaders,
-    metadata_key: String,
+    metadata_key: Arc<str>,
     resource: Option<ResourceMetadata>,
+    /// The identity of every request on an anonymous route: none, and no client-made one either.
+    anonymous: Arc<Identity>,
 }
 
 impl Responder {
@@ -57,12 +91,27 @@ impl Responder {
         metadata_key: String,
         resource: Option<ResourceMetadata>,
     ) -> Self {
-        Self {
+        let mut responder = Self {
             realm,
             headers,
-            metadata_key,
+            metadata_key: metadata_key.into(),
             resource,
-        }
+            anonymous: Arc::default(),
+        };
+        responder.anonymous = Arc::new(Identity {
+            remove: responder
+                .identity_headers()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            ..Identity::default()
+        });
+        responder
+    }
+
+    /// The `dynamic_metadata` key under which [`Identity::metadata`] is published.
+    pub fn metadata_key(&self) -> &Arc<str> {
+        &self.metadata_key
     }
 
     /// Every header name jwt-authz may set upstream (front ends strip client copies of these).
@@ -95,19 +144,23 @@ impl Responder {
 
     /// Headers and metadata for the upstream request of an allowed check.
     pub fn allow(&self, grant: &Grant) -> Allowance {
-        let mut a = Allowance::default();
-        let Some(claims) = grant.verified.as_ref().map(|v| &v.claims) else {
-            // Anonymous route: no identity, and no client-made one either.
-            a.remove = self
-                .identity_headers()
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
-            return a;
-        };
+        Allowance {
+            identity: grant
+                .verified
+                .as_ref()
+                .map_or_else(|| self.anonymous.clone(), |v| v.identity.clone()),
+            route: grant.route.clone(),
+            remove_query: grant.query_param.iter().cloned().collect(),
+        }
+    }
+
+    /// What an allowed request with these verified claims tells the upstream; built once per
+    /// token (see [`Identity`]).
+    pub fn identity(&self, claims: &Claims) -> Identity {
+        let mut id = Identity::default();
         let mut put = |name: &str, value: Option<String>| match value {
-            Some(v) => a.set.push((name.to_owned(), v)),
-            None => a.remove.push(name.to_owned()),
+            Some(v) => id.set.push((name.to_owned(), v)),
+            None => id.remove.push(name.to_owned()),
         };
         put(
             &self.headers.subject,
@@ -130,29 +183,10 @@ impl Responder {
             put(name, Some(URL_SAFE_NO_PAD.encode(json)));
         }
         if self.headers.remove_authorization {
-            a.remove.push("authorization".to_owned());
+            id.remove.push("authorization".to_owned());
         }
-        a.remove_query.extend(grant.query_param.clone());
-        let mut meta = Map::new();
-        meta.insert("route".into(), Value::String(grant.route.clone()));
-        meta.insert("issuer".into(), Value::String(claims.iss.clone()));
-        if let Some(sub) = &claims.sub {
-            meta.insert("subject".into(), Value::String(sub.clone()));
-        }
-        meta.insert(
-            "scopes".into(),
-            Value::Array(
-                super::policy::scopes(&claims.all)
-                    .into_iter()
-                    .map(Value::String)
-                    .collect(),
-            ),
-        );
-        meta.insert("claims".into(), Value::Object(claims.all.clone()));
-        let mut outer = Map::new();
-        outer.insert(self.metadata_key.clone(), Value::Object(meta));
-        a.metadata = Some(outer);
-        a
+        id.metadata = Some(super::metadata::fields(claims));
+        id
     }
 
     /// The response for a denial: status per RFC 6750 §3.1, challenge per §3 and RFC 9728 §5.1.

@@ -3,11 +3,11 @@
 
 pub mod ext_authz;
 
-pub use ext_authz::ExtAuthz;
+pub use ext_authz::{AuthorizationService, ExtAuthz};
 
 /// FileDescriptorSet of `envoy/service/auth/v3/external_auth.proto` and its imports (build.rs).
 pub const EXT_AUTHZ_DESCRIPTOR: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ext_authz_descriptor.bin"));
 
 /// The fully-qualified service name, as registered for health checks.
-pub const EXT_AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
+pub const EXT_AUTHZ_SERVICE: &str = <AuthorizationService as tonic::server::NamedService>::NAME;

@@ -255,7 +255,7 @@ fn split_absolute(url: &str) -> Result<(&str, &str), &'static str> {
 fn allowed(allowance: Allowance, envoy: bool) -> Response<Body> {
     let mut resp = Response::new(Body::empty());
     let headers = resp.headers_mut();
-    for (name, value) in &allowance.set {
+    for (name, value) in &allowance.identity.set {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
@@ -265,8 +265,8 @@ fn allowed(allowance: Allowance, envoy: bool) -> Response<Body> {
     }
     // Envoy's HTTP service mode has no `headers_to_remove` field; this header is its equivalent.
     // nginx and Traefik drop client copies themselves when the header is absent here.
-    if envoy && !allowance.remove.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&allowance.remove.join(", ")) {
+    if envoy && !allowance.identity.remove.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&allowance.identity.remove.join(", ")) {
             headers.insert("x-envoy-auth-headers-to-remove", value);
         }
     }

@@ -411,10 +411,10 @@ fn original_host(req: &Request<Incoming>) -> &str {
 
 /// Sets and removes the identity headers the decision carries.
 fn apply(headers: &mut HeaderMap, allowance: &Allowance) {
-    for name in &allowance.remove {
+    for name in &allowance.identity.remove {
         headers.remove(name.as_str());
     }
-    for (name, value) in &allowance.set {
+    for (name, value) in &allowance.identity.set {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
