@@ -75,13 +75,19 @@ declare -A grpc_addr admin_addr authz_pids
 grpc_addr[jwt-authz]=127.0.0.1:19191;         admin_addr[jwt-authz]=127.0.0.1:19090
 grpc_addr[jwt-authz:nocache]=127.0.0.1:19193; admin_addr[jwt-authz:nocache]=127.0.0.1:19092
 grpc_addr[allow_all]=127.0.0.1:19292
+# With BASELINE=/path/to/another/jwt-authz (e.g. built from an earlier commit), the same two
+# instances of that binary run too, as "jwt-authz:baseline" and "jwt-authz:baseline-nocache":
+# an A/B of a change in the same interleaved rounds.
+grpc_addr[jwt-authz:baseline]=127.0.0.1:19194;         admin_addr[jwt-authz:baseline]=127.0.0.1:19094
+grpc_addr[jwt-authz:baseline-nocache]=127.0.0.1:19195; admin_addr[jwt-authz:baseline-nocache]=127.0.0.1:19095
 AUTHZ_UDS="$OUT/jwt-authz.sock"
 
 start_jwt_authz() { # start_jwt_authz NAME; sets ready_ms (process start to /readyz 200) and rss_idle_kib
-    local name=$1 cfg="$OUT/${1//[:=]/-}.yaml" started_ns extra="" threads=()
+    local name=$1 cfg="$OUT/${1//[:=]/-}.yaml" started_ns extra="" threads=() exe="$bin/jwt-authz"
     case "$name" in
         jwt-authz) rm -f "$AUTHZ_UDS"; extra="  grpc_uds: $AUTHZ_UDS" ;;
         jwt-authz:nocache) ;;
+        jwt-authz:baseline*) exe="${BASELINE:?BASELINE is not set}" ;;
         jwt-authz:threads=*) # the defaults on N runtime worker threads (0: current-thread runtime)
             threads=(--worker-threads "${name#*=}")
             local n=$((${name#*=} + 1))
@@ -96,11 +102,11 @@ start_jwt_authz() { # start_jwt_authz NAME; sets ready_ms (process start to /rea
         echo "issuers:"
         echo "  - issuer: $issuer"
         echo "    audiences: [$AUDIENCE]"
-        [[ $name == jwt-authz:nocache ]] && echo "token_cache: { max_entries: 0 }"
+        [[ $name == *nocache ]] && echo "token_cache: { max_entries: 0 }"
         true
     } >"$cfg"
     started_ns=$(date +%s%N)
-    JWT_AUTHZ_LOG=warn taskset -c "$SERVER_CPU" "$bin/jwt-authz" "${threads[@]}" serve --config "$cfg" \
+    JWT_AUTHZ_LOG=warn taskset -c "$SERVER_CPU" "$exe" "${threads[@]}" serve --config "$cfg" \
         2>"$OUT/${1//[:=]/-}.log" &
     authz_pids[$name]=$!
     pids+=($!)
