@@ -152,6 +152,8 @@ impl Drop for Proc {
 #[derive(Debug)]
 pub struct Echo {
     pub headers: BTreeMap<String, Vec<String>>,
+    /// The path and query the upstream received.
+    pub path: String,
 }
 
 impl Echo {
@@ -173,7 +175,11 @@ struct Upstream {
     task: JoinHandle<()>,
 }
 
-async fn echo(State(hits): State<Arc<AtomicUsize>>, headers: HeaderMap) -> Json<Value> {
+async fn echo(
+    State(hits): State<Arc<AtomicUsize>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Json<Value> {
     hits.fetch_add(1, Ordering::SeqCst);
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in &headers {
@@ -181,7 +187,8 @@ async fn echo(State(hits): State<Arc<AtomicUsize>>, headers: HeaderMap) -> Json<
             .or_default()
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
-    Json(json!({ "headers": map }))
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Json(json!({ "headers": map, "path": path }))
 }
 
 impl Upstream {
@@ -230,7 +237,8 @@ impl Reply {
         let v: Value = serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("upstream body is not JSON ({e}): {self:#?}"));
         let headers = serde_json::from_value(v["headers"].clone()).expect("echo headers");
-        Echo { headers }
+        let path = v["path"].as_str().expect("echo path").to_owned();
+        Echo { headers, path }
     }
 
     /// The `WWW-Authenticate` challenge of a 401.
@@ -421,6 +429,12 @@ impl E2e {
 
     /// As [`E2e::start`], with jwt-authz's policy and the Envoy template from `setup`.
     pub async fn start_with(name: &str, setup: Setup) -> E2e {
+        Self::start_with_issuers(name, setup, "").await
+    }
+
+    /// As [`E2e::start_with`], with `extra_issuers` (YAML items of jwt-authz's `issuers:` list,
+    /// indented by two spaces) trusted besides the provider.
+    pub async fn start_with_issuers(name: &str, setup: Setup, extra_issuers: &str) -> E2e {
         let tools = Tools::locate();
         let dir = scratch_dir(name);
         let [provider_port, grpc_port, admin_port, envoy_port, envoy_admin_port, http_port] =
@@ -433,7 +447,10 @@ impl E2e {
 
         let (provider, issuer) = start_provider(&tools, &dir, provider_port, "e2e-key-1").await;
         let upstream = Upstream::start().await;
-        let authz_base = authz_base_config(&issuer, [grpc_port, admin_port, http_port]);
+        let authz_base = format!(
+            "{}{extra_issuers}",
+            authz_base_config(&issuer, [grpc_port, admin_port, http_port])
+        );
         let authz_config = dir.join("jwt-authz.yaml");
         std::fs::write(&authz_config, format!("{authz_base}{}", setup.authz_policy))
             .expect("write jwt-authz config");
