@@ -1,11 +1,16 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
 //! `/readyz` (every issuer has usable keys and the process is not draining). It never serves a
-//! check, so it can stay on a port the outside world cannot reach.
+//! check, so it can stay on a port the outside world cannot reach. It shares the front ends'
+//! accept loop ([`super::server::serve`]), so a slow client is dropped after the same
+//! header-read timeout and h2c works here too.
 
 use std::{future::Future, sync::Arc};
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use axum::{
+    body::Body, extract::State, http::StatusCode, response::IntoResponse, routing::get, Router,
+};
 use tokio::net::TcpListener;
+use tower_service::Service;
 
 use crate::app::Shared;
 
@@ -21,9 +26,16 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/debug/keys", get(debug_keys))
         .with_state(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let handle = move |req: http::Request<hyper::body::Incoming>, _peer| {
+        let mut app = app.clone();
+        async move {
+            match app.call(req.map(Body::new)).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    };
+    super::server::serve(listener, "admin", handle, shutdown).await
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -90,3 +90,66 @@ pub(super) fn json_error(
     );
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn start() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = |_req, _peer| async { Response::new(Body::from("ok")) };
+        tokio::spawn(serve(listener, "test", handle, std::future::pending()));
+        addr
+    }
+
+    /// A client that never finishes its request headers is disconnected after
+    /// HEADER_READ_TIMEOUT (virtual time: the runtime is paused and advances when idle).
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_finishes_its_headers_is_dropped() {
+        let addr = start().await;
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(HEADER_READ_TIMEOUT * 4, slow.read_to_end(&mut rest))
+            .await
+            .expect("the server kept a connection with unfinished headers open");
+        // hyper answers 408 or just closes; either way the connection ends, and not before
+        // the timeout.
+        assert!(read.is_ok() || rest.is_empty(), "{read:?}");
+        assert!(
+            started.elapsed() >= HEADER_READ_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+        let text = String::from_utf8_lossy(&rest);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_complete_request_is_answered() {
+        let addr = start().await;
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_string(&mut response))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("ok"), "{response}");
+    }
+}
