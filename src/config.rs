@@ -93,7 +93,7 @@ pub struct Config {
 }
 
 /// Listener addresses.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     #[serde(default = "default_grpc")]

@@ -38,8 +38,8 @@ pub struct Issuers {
     entries: Mutex<HashMap<String, Entry>>,
     metrics: Arc<Metrics>,
     background: Mutex<Option<CancellationToken>>,
-    /// Listener settings in force (see [`started_with`]).
-    listeners: Mutex<Option<String>>,
+    /// The settings the process started with, which a reload cannot change (see [`started_with`]).
+    started: Mutex<Option<RestartOnly>>,
 }
 
 impl Issuers {
@@ -48,7 +48,7 @@ impl Issuers {
             entries: Mutex::new(HashMap::new()),
             metrics,
             background: Mutex::new(None),
-            listeners: Mutex::new(None),
+            started: Mutex::new(None),
         }
     }
 
@@ -211,22 +211,25 @@ pub async fn watch(
 /// One reload attempt; the old configuration stays in force unless the new one is valid.
 pub fn reload(loader: &ConfigLoader, shared: &Shared, issuers: &Issuers, reason: &str) -> bool {
     let built = loader().map_err(StartError::from).and_then(|config| {
-        let listeners = listeners(&config);
-        issuers.build(&config).map(|b| (b, listeners))
+        let restart_only = RestartOnly::of(&config);
+        issuers.build(&config).map(|b| (b, restart_only))
     });
     match built {
-        Ok(((authorizer, keys), listeners)) => {
+        Ok(((authorizer, keys), restart_only)) => {
             shared.install(authorizer);
             issuers.commit(keys);
             shared.metrics.config_reload(true);
             tracing::info!(reason, "configuration reloaded");
-            let mut last = issuers.listeners.lock().unwrap_or_else(|p| p.into_inner());
-            if last.as_ref().is_some_and(|l| *l != listeners) {
-                tracing::warn!(
-                    "listen, forward_auth, proxy or drain settings changed: they apply only after a restart"
-                );
+            let started = issuers.started.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(started) = started.as_ref() {
+                let changed = started.differences(&restart_only);
+                if !changed.is_empty() {
+                    tracing::warn!(
+                        changed = %changed.join(", "),
+                        "these settings differ from the ones the process started with and apply only after a restart"
+                    );
+                }
             }
-            *last = Some(listeners);
             true
         }
         Err(e) => {
@@ -237,21 +240,88 @@ pub fn reload(loader: &ConfigLoader, shared: &Shared, issuers: &Issuers, reason:
     }
 }
 
-/// The settings a reload cannot apply (listeners are bound once, at start).
-fn listeners(c: &Config) -> String {
-    format!(
-        "{:?} {:?} {:?} {:?}",
-        c.listen, c.forward_auth, c.proxy, c.drain_timeout
-    )
+/// The settings a reload cannot apply: listeners are bound, and the drain set up, once at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartOnly {
+    listen: crate::config::Listen,
+    forward_auth: Option<crate::http::forward_auth::ForwardAuthConfig>,
+    proxy: Option<crate::http::proxy::ProxyConfig>,
+    drain_timeout: std::time::Duration,
 }
 
-/// Records the listener settings the process started with.
+impl RestartOnly {
+    fn of(c: &Config) -> Self {
+        Self {
+            listen: c.listen.clone(),
+            forward_auth: c.forward_auth.clone(),
+            proxy: c.proxy.clone(),
+            drain_timeout: c.drain_timeout,
+        }
+    }
+
+    /// The top-level settings that differ, by their names in the config file.
+    fn differences(&self, other: &Self) -> Vec<&'static str> {
+        [
+            ("listen", self.listen != other.listen),
+            ("forward_auth", self.forward_auth != other.forward_auth),
+            ("proxy", self.proxy != other.proxy),
+            ("drain_timeout", self.drain_timeout != other.drain_timeout),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+}
+
+/// Records the settings the process started with; every later reload is compared with these.
 pub fn started_with(issuers: &Issuers, config: &Config) {
-    *issuers.listeners.lock().unwrap_or_else(|p| p.into_inner()) = Some(listeners(config));
+    *issuers.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(RestartOnly::of(config));
 }
 
 /// Modification time and length of the file behind `path` (following symlinks).
 fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> RestartOnly {
+        let yaml =
+            format!("issuers:\n  - issuer: https://id.example.com\n    audiences: [api]\n{extra}");
+        RestartOnly::of(&Config::from_yaml(&yaml).expect("valid config"))
+    }
+
+    #[test]
+    fn names_exactly_the_settings_a_reload_cannot_apply() {
+        let base = settings("");
+        assert_eq!(base.differences(&settings("")), Vec::<&str>::new());
+        // Policy and issuer settings are not restart-only.
+        assert!(base
+            .differences(&settings("default_action: deny\n"))
+            .is_empty());
+        assert_eq!(
+            base.differences(&settings("listen:\n  grpc: 127.0.0.1:1\n")),
+            ["listen"]
+        );
+        assert_eq!(
+            base.differences(&settings(
+                "drain_timeout: 1s\nforward_auth:\n  listen: 127.0.0.1:2\n"
+            )),
+            ["forward_auth", "drain_timeout"]
+        );
+        let proxy = "proxy:\n  listen: 127.0.0.1:3\n  upstream: http://127.0.0.1:4\n";
+        assert_eq!(
+            settings(proxy).differences(&settings(proxy)),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            settings(proxy).differences(&settings(
+                "proxy:\n  listen: 127.0.0.1:3\n  upstream: http://127.0.0.1:5\n"
+            )),
+            ["proxy"]
+        );
+    }
 }

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// `forward_auth:` in the config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardAuthConfig {
     /// Listen address of the forward-auth endpoint.

@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// `proxy:` in the config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Listen address (the pod's public port).
