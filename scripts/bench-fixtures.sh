@@ -80,13 +80,17 @@ grpc_addr[allow_all]=127.0.0.1:19292
 # an A/B of a change in the same interleaved rounds.
 grpc_addr[jwt-authz:baseline]=127.0.0.1:19194;         admin_addr[jwt-authz:baseline]=127.0.0.1:19094
 grpc_addr[jwt-authz:baseline-nocache]=127.0.0.1:19195; admin_addr[jwt-authz:baseline-nocache]=127.0.0.1:19095
+# "jwt-authz:lean" publishes no claims in the Envoy dynamic metadata (`metadata_claims: none`):
+# how much of the cost through Envoy is Envoy reading jwt-authz's answer.
+grpc_addr[jwt-authz:lean]=127.0.0.1:19196;    admin_addr[jwt-authz:lean]=127.0.0.1:19096
 AUTHZ_UDS="$OUT/jwt-authz.sock"
 
 start_jwt_authz() { # start_jwt_authz NAME; sets ready_ms (process start to /readyz 200) and rss_idle_kib
-    local name=$1 cfg="$OUT/${1//[:=]/-}.yaml" started_ns extra="" threads=() exe="$bin/jwt-authz"
+    local name=$1 cfg="$OUT/${1//[:=]/-}.yaml" started_ns extra="" threads=() exe="${JWT_AUTHZ_BIN:-$bin/jwt-authz}" extra_top=""
     case "$name" in
         jwt-authz) rm -f "$AUTHZ_UDS"; extra="  grpc_uds: $AUTHZ_UDS" ;;
         jwt-authz:nocache) ;;
+        jwt-authz:lean) extra_top="metadata_claims: none" ;;
         jwt-authz:baseline*) exe="${BASELINE:?BASELINE is not set}" ;;
         jwt-authz:threads=*) # the defaults on N runtime worker threads (0: current-thread runtime)
             threads=(--worker-threads "${name#*=}")
@@ -103,6 +107,7 @@ start_jwt_authz() { # start_jwt_authz NAME; sets ready_ms (process start to /rea
         echo "  - issuer: $issuer"
         echo "    audiences: [$AUDIENCE]"
         [[ $name == *nocache ]] && echo "token_cache: { max_entries: 0 }"
+        [[ -n $extra_top ]] && echo "$extra_top"
         true
     } >"$cfg"
     started_ns=$(date +%s%N)

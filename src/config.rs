@@ -83,6 +83,10 @@ pub struct Config {
     /// (`envoy.filters.http.ext_authz`) where verified claims are published.
     #[serde(default = "default_metadata_key")]
     pub metadata_key: String,
+    /// Which verified claims go under `claims` in that metadata: `all` (default), `none`, or a
+    /// list of claim names.
+    #[serde(default)]
+    pub metadata_claims: crate::authz::metadata::MetadataClaims,
     /// The HTTP forward-auth endpoint (nginx `auth_request`, Traefik `forwardAuth`, Envoy HTTP
     /// ext_authz). Off unless configured.
     #[serde(default)]
@@ -358,6 +362,7 @@ impl Default for Config {
             default_action: DefaultAction::default(),
             protected_resource: None,
             metadata_key: default_metadata_key(),
+            metadata_claims: Default::default(),
             token_cache: Default::default(),
             decision_log: Default::default(),
             max_token_bytes: default_max_token_bytes(),

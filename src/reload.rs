@@ -97,7 +97,8 @@ impl Issuers {
             config.upstream_headers.clone(),
             config.metadata_key.clone(),
             resource,
-        );
+        )
+        .with_metadata_claims(config.metadata_claims.clone());
         let authorizer = Authorizer::new(
             keys.iter().map(|(_, k)| k.clone()).collect(),
             validated.policy,

@@ -14,6 +14,7 @@ use prost::{
     encoding::{encode_key, encode_varint, encoded_len_varint, WireType},
     Message,
 };
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::claims::Claims;
@@ -27,8 +28,48 @@ const ENTRY_VALUE: u32 = 2;
 const VALUE_STRING: u32 = 3;
 const VALUE_STRUCT: u32 = 5;
 
+/// Which claims go under `claims` in the metadata (`metadata_claims:` in the config file).
+///
+/// Envoy decodes and stores every field of the `Struct` on every allowed request, so a large
+/// claim set costs Envoy CPU per request even when nothing reads it (BENCHMARKS.md, "Through
+/// Envoy"); publishing only what RBAC rules, access logs and route headers read is cheaper.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MetadataClaims {
+    /// The whole verified payload (the default).
+    #[default]
+    All,
+    /// No `claims` entry; `issuer`, `subject`, `scopes` and `route` are still published.
+    None,
+    /// Only these top-level claims, when the token has them.
+    Only(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for MetadataClaims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            List(Vec<String>),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected `all`, `none` or a list of claim names")
+        })? {
+            Raw::Word(w) if w == "all" => Ok(Self::All),
+            Raw::Word(w) if w == "none" => Ok(Self::None),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "`{w}` is not `all` or `none`; to publish one claim, write a list: [{w}]"
+            ))),
+            Raw::List(names) if names.iter().any(String::is_empty) => Err(
+                serde::de::Error::custom("a claim name in the list is empty"),
+            ),
+            Raw::List(names) => Ok(Self::Only(names)),
+        }
+    }
+}
+
 /// The encoded `Struct` body of `{issuer, subject, scopes, claims}` for a verified token.
-pub fn fields(claims: &Claims) -> Box<[u8]> {
+pub fn fields(claims: &Claims, published: &MetadataClaims) -> Box<[u8]> {
     let mut map = Map::new();
     map.insert("issuer".into(), Value::String(claims.iss.clone()));
     if let Some(sub) = &claims.sub {
@@ -39,7 +80,19 @@ pub fn fields(claims: &Claims) -> Box<[u8]> {
         "scopes".into(),
         Value::Array(scopes.into_iter().map(Value::String).collect()),
     );
-    map.insert("claims".into(), Value::Object(claims.all.clone()));
+    match published {
+        MetadataClaims::All => {
+            map.insert("claims".into(), Value::Object(claims.all.clone()));
+        }
+        MetadataClaims::None => {}
+        MetadataClaims::Only(names) => {
+            let some = names
+                .iter()
+                .filter_map(|n| Some((n.clone(), claims.all.get(n)?.clone())))
+                .collect();
+            map.insert("claims".into(), Value::Object(some));
+        }
+    }
     to_struct(map).encode_to_vec().into_boxed_slice()
 }
 
@@ -138,7 +191,7 @@ mod tests {
     #[test]
     fn spliced_encoding_equals_the_plain_struct() {
         let c = claims();
-        let fields = fields(&c);
+        let fields = fields(&c, &MetadataClaims::All);
         for route in ["orders", "", &"r".repeat(300)] {
             let mut buf = Vec::new();
             encode("jwt_authz", &fields, route, &mut buf);
@@ -162,7 +215,7 @@ mod tests {
         let mut c = claims();
         c.all
             .insert("big".into(), Value::String("x".repeat(100_000)));
-        let fields = fields(&c);
+        let fields = fields(&c, &MetadataClaims::All);
         let key = "k".repeat(200);
         let mut buf = Vec::new();
         encode(&key, &fields, "route", &mut buf);
@@ -172,5 +225,64 @@ mod tests {
             panic!("not a struct: {decoded:?}");
         };
         assert_eq!(inner.fields.len(), 5);
+    }
+
+    fn decoded_inner(published: &MetadataClaims) -> Value {
+        let mut buf = Vec::new();
+        encode("m", &fields(&claims(), published), "r", &mut buf);
+        let decoded = Struct::decode(buf.as_slice()).expect("valid Struct");
+        let Some(Kind::StructValue(inner)) = &decoded.fields["m"].kind else {
+            panic!("not a struct: {decoded:?}");
+        };
+        let mut keys: Vec<&str> = inner.fields.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let claims = inner.fields.get("claims").map(|v| match &v.kind {
+            Some(Kind::StructValue(s)) => {
+                let mut k: Vec<&str> = s.fields.keys().map(String::as_str).collect();
+                k.sort_unstable();
+                k.join(",")
+            }
+            other => panic!("claims is not a struct: {other:?}"),
+        });
+        serde_json::json!({ "keys": keys, "claims": claims })
+    }
+
+    #[test]
+    fn publishes_all_none_or_only_the_named_claims() {
+        use serde_json::json;
+        assert_eq!(
+            decoded_inner(&MetadataClaims::All),
+            json!({"keys": ["claims", "issuer", "route", "scopes", "subject"],
+                   "claims": "iss,n,nil,obj,ok,roles,scope,sub"})
+        );
+        assert_eq!(
+            decoded_inner(&MetadataClaims::None),
+            json!({"keys": ["issuer", "route", "scopes", "subject"], "claims": null})
+        );
+        assert_eq!(
+            decoded_inner(&MetadataClaims::Only(vec!["roles".into(), "absent".into()])),
+            json!({"keys": ["claims", "issuer", "route", "scopes", "subject"], "claims": "roles"})
+        );
+    }
+
+    #[test]
+    fn metadata_claims_parses_words_and_lists_and_explains_mistakes() {
+        let parse =
+            |y: &str| serde_norway::from_str::<MetadataClaims>(y).map_err(|e| e.to_string());
+        assert_eq!(parse("all"), Ok(MetadataClaims::All));
+        assert_eq!(parse("none"), Ok(MetadataClaims::None));
+        assert_eq!(
+            parse("[client_id, email]"),
+            Ok(MetadataClaims::Only(vec![
+                "client_id".into(),
+                "email".into()
+            ]))
+        );
+        let err = parse("email").unwrap_err();
+        assert!(err.contains("write a list: [email]"), "{err}");
+        assert!(parse("['']").unwrap_err().contains("empty"));
+        assert!(parse("{a: 1}")
+            .unwrap_err()
+            .contains("expected `all`, `none`"));
     }
 }

@@ -79,6 +79,7 @@ pub struct Responder {
     realm: String,
     headers: UpstreamHeaders,
     metadata_key: Arc<str>,
+    metadata_claims: super::metadata::MetadataClaims,
     resource: Option<ResourceMetadata>,
     /// The identity of every request on an anonymous route: none, and no client-made one either.
     anonymous: Arc<Identity>,
@@ -95,6 +96,7 @@ impl Responder {
             realm,
             headers,
             metadata_key: metadata_key.into(),
+            metadata_claims: Default::default(),
             resource,
             anonymous: Arc::default(),
         };
@@ -107,6 +109,12 @@ impl Responder {
             ..Identity::default()
         });
         responder
+    }
+
+    /// Which claims the metadata carries (default: all).
+    pub fn with_metadata_claims(mut self, published: super::metadata::MetadataClaims) -> Self {
+        self.metadata_claims = published;
+        self
     }
 
     /// The `dynamic_metadata` key under which [`Identity::metadata`] is published.
@@ -185,7 +193,7 @@ impl Responder {
         if self.headers.remove_authorization {
             id.remove.push("authorization".to_owned());
         }
-        id.metadata = Some(super::metadata::fields(claims));
+        id.metadata = Some(super::metadata::fields(claims, &self.metadata_claims));
         id
     }
 
