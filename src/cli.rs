@@ -83,8 +83,21 @@ pub struct ExplainArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
-    /// The YAML configuration file.
-    pub file: PathBuf,
+    /// The YAML configuration file (also accepted as `--config FILE`, as `serve` takes it).
+    #[arg(value_name = "FILE", required_unless_present = "config")]
+    file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", conflicts_with = "file", hide = true)]
+    config: Option<PathBuf>,
+}
+
+impl CheckConfigArgs {
+    /// The file to check, however it was given.
+    pub fn path(&self) -> &std::path::Path {
+        self.file
+            .as_deref()
+            .or(self.config.as_deref())
+            .expect("clap requires FILE or --config")
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -15,7 +15,7 @@ use crate::{
 /// Prints a configuration error with a hint and returns exit code 2.
 pub fn config_error(e: ConfigError) -> ExitCode {
     eprintln!("error: invalid configuration: {e}");
-    eprintln!("hint: see `jwt-authz serve --help` and the Configuration section of the README");
+    eprintln!("hint: every key is listed in the README's \"Configuration reference\"; `jwt-authz check-config FILE` checks a file without starting");
     ExitCode::from(2)
 }
 
@@ -163,17 +163,20 @@ pub async fn explain(args: ExplainArgs) -> ExitCode {
 }
 
 pub fn check_config(args: CheckConfigArgs) -> ExitCode {
-    let config = match Config::from_file(&args.file) {
+    let file = args.path();
+    let config = match Config::from_file(file) {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
     match config.validate() {
         Ok(v) => {
-            println!("{}: valid", args.file.display());
+            println!("{}: valid", file.display());
             for i in &v.issuers {
                 println!(
-                    "  issuer {} (audiences {:?}, profile {:?})",
-                    i.id, i.audiences, i.profile
+                    "  issuer {} (audiences {:?}, profile {})",
+                    i.id,
+                    i.audiences,
+                    i.profile.name()
                 );
             }
             let sources: Vec<String> = config.token_sources.iter().map(|t| t.describe()).collect();

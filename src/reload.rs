@@ -195,7 +195,11 @@ pub async fn watch(
         let hup_recv = std::future::pending::<()>();
         let reason = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = hup_recv => "SIGHUP",
+            _ = hup_recv => {
+                // The edit that prompted the signal must not trigger a second reload.
+                last = file.as_deref().and_then(stamp);
+                "SIGHUP"
+            }
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
                 let now = file.as_deref().and_then(stamp);
                 if now == last {

@@ -126,6 +126,18 @@ async fn check_config_accepts_valid_and_rejects_invalid_files() {
     assert_eq!(err.status.code(), Some(2));
     let msg = String::from_utf8_lossy(&err.stderr);
     assert!(msg.contains("leway"), "names the unknown field: {msg}");
+    // `--config FILE`, as `serve` and `explain` take it, works too.
+    let flag = std::process::Command::new(env!("CARGO_BIN_EXE_jwt-authz"))
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(flag.status.code(), Some(0), "{flag:?}");
+    let summary = String::from_utf8_lossy(&flag.stdout);
+    assert!(
+        summary.contains("profile rfc9068"),
+        "config spelling: {summary}"
+    );
 }
 
 #[tokio::test]

@@ -196,6 +196,43 @@ async fn sighup_applies_a_change_the_file_watcher_cannot_see() {
     );
 }
 
+/// An edit followed by SIGHUP is one reload: the file watcher must not apply the same edit again
+/// after the signal did. (If the watcher's one-second poll happens to see the edit before the
+/// signal arrives, both reloads are legitimate and come in that order; a watcher reload *after*
+/// the SIGHUP one is the bug.)
+#[tokio::test]
+async fn an_edit_followed_by_sighup_is_reloaded_once() {
+    let key = SigningKey::generate(Alg::ES256, Some("k1"));
+    let issuer = TestIssuer::start(&[&key]).await;
+    let s = Serve::start(&issuer, OPEN).await;
+    let loads = s.reloads("ok").await;
+
+    std::fs::write(&s.config, format!("{}{SCOPED}\n", s.base)).expect("edit config");
+    s.hup();
+    assert!(
+        s.reloads_reaching("ok", loads + 1).await > loads,
+        "no reload after the edit and SIGHUP; log: {}",
+        s.log()
+    );
+    // Three more watcher polls.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let log = s.log();
+    let after_hup = log
+        .split_once("configuration reloaded reason=\"SIGHUP\"")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no SIGHUP reload logged: {log}"));
+    assert!(
+        !after_hup.contains("reason=\"file changed\""),
+        "the watcher reloaded the edit SIGHUP had already applied: {log}"
+    );
+    let seen_by_watcher_first = log.contains("reason=\"file changed\"");
+    assert_eq!(
+        s.reloads("ok").await,
+        loads + 1 + u64::from(seen_by_watcher_first),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn valid_reload_under_traffic_drops_nothing_and_invalid_reload_logs_why() {
     let key = SigningKey::generate(Alg::ES256, Some("k1"));

@@ -14,7 +14,12 @@ use prost::{
     bytes::BufMut,
     encoding::{encode_key, encode_varint, encoded_len_varint, WireType},
 };
-use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+use serde::{
+    de::{self, SeqAccess, Visitor},
+    Deserialize, Deserializer,
+};
 use serde_json::{Map, Value};
 
 use super::claims::Claims;
@@ -46,25 +51,55 @@ pub enum MetadataClaims {
 
 impl<'de> Deserialize<'de> for MetadataClaims {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Word(String),
-            List(Vec<String>),
+        // A visitor, not `#[serde(untagged)]`: errors then keep the field's path and position.
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MetadataClaims;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`all`, `none` or a list of claim names")
+            }
+
+            fn visit_str<E: de::Error>(self, w: &str) -> Result<MetadataClaims, E> {
+                match w {
+                    "all" => Ok(MetadataClaims::All),
+                    "none" => Ok(MetadataClaims::None),
+                    w if w.eq_ignore_ascii_case("all") || w.eq_ignore_ascii_case("none") => Err(
+                        E::custom(format!("write `{}` in lower case", w.to_ascii_lowercase())),
+                    ),
+                    "" => Err(E::custom("expected `all`, `none` or a list of claim names")),
+                    w => Err(E::custom(format!(
+                        "`{w}` is not `all` or `none`; to publish one claim, write a list: [{w}]"
+                    ))),
+                }
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MetadataClaims, A::Error> {
+                let mut names: Vec<String> = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    if name.is_empty() {
+                        return Err(de::Error::custom("a claim name in the list is empty"));
+                    }
+                    if name.starts_with('/') {
+                        // upstream_headers.claims takes JSON pointers; this list does not.
+                        return Err(de::Error::custom(format!(
+                            "`{name}`: list top-level claim names (each is published whole), not JSON pointers"
+                        )));
+                    }
+                    if names.contains(&name) {
+                        return Err(de::Error::custom(format!("`{name}` is listed twice")));
+                    }
+                    names.push(name);
+                }
+                if names.is_empty() {
+                    return Err(de::Error::custom(
+                        "the list is empty; write `none` to publish no claims",
+                    ));
+                }
+                Ok(MetadataClaims::Only(names))
+            }
         }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected `all`, `none` or a list of claim names")
-        })? {
-            Raw::Word(w) if w == "all" => Ok(Self::All),
-            Raw::Word(w) if w == "none" => Ok(Self::None),
-            Raw::Word(w) => Err(serde::de::Error::custom(format!(
-                "`{w}` is not `all` or `none`; to publish one claim, write a list: [{w}]"
-            ))),
-            Raw::List(names) if names.iter().any(String::is_empty) => Err(
-                serde::de::Error::custom("a claim name in the list is empty"),
-            ),
-            Raw::List(names) => Ok(Self::Only(names)),
-        }
+        d.deserialize_any(V)
     }
 }
 
@@ -422,8 +457,23 @@ mod tests {
         let err = parse("email").unwrap_err();
         assert!(err.contains("write a list: [email]"), "{err}");
         assert!(parse("['']").unwrap_err().contains("empty"));
-        assert!(parse("{a: 1}")
+        assert!(parse("All")
             .unwrap_err()
-            .contains("expected `all`, `none`"));
+            .contains("write `all` in lower case"));
+        assert!(parse("''").unwrap_err().contains("expected `all`, `none`"));
+        assert!(parse("[]").unwrap_err().contains("write `none`"));
+        assert!(parse("[/client_id]")
+            .unwrap_err()
+            .contains("not JSON pointers"));
+        assert!(parse("[email, email]")
+            .unwrap_err()
+            .contains("listed twice"));
+        for wrong in ["{a: 1}", "3", "true", "~"] {
+            let err = parse(wrong).unwrap_err();
+            assert!(
+                err.contains("`all`, `none` or a list of claim names"),
+                "{wrong}: {err}"
+            );
+        }
     }
 }

@@ -56,16 +56,23 @@ where
         };
         let _ = tcp.set_nodelay(true);
         let handle = handle.clone();
-        let service = service_fn(move |req| {
-            let response = handle(req, peer);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header-read timer starts with the first byte (the auto builder reads that
+            // to tell HTTP/1.1 from h2c); a client that connects and sends nothing is dropped here.
+            // (`peek`, not `readable`: a fresh socket may report readiness before any data.)
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) | Err(_) => return,
+            }
+            let service = service_fn(move |req| {
+                let response = handle(req, peer);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(listener = what, %peer, error = %e, "connection ended with an error");
             }
         });
@@ -105,6 +112,25 @@ mod tests {
         let handle = |_req, _peer| async { Response::new(Body::from("ok")) };
         tokio::spawn(serve(listener, "test", handle, std::future::pending()));
         addr
+    }
+
+    /// A client that connects and never sends a byte is disconnected after HEADER_READ_TIMEOUT.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_sends_nothing_is_dropped() {
+        let addr = start().await;
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(HEADER_READ_TIMEOUT * 4, silent.read_to_end(&mut rest))
+            .await
+            .expect("the server kept a silent connection open");
+        assert!(read.is_ok() || rest.is_empty(), "{read:?}");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        assert!(
+            started.elapsed() >= HEADER_READ_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     /// A client that never finishes its request headers is disconnected after
