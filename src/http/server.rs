@@ -12,6 +12,7 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// A client must send its request headers within this long (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,6 +41,8 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEPALIVE);
     let graceful = GracefulShutdown::new();
+    // Ends the wait for a connection's first byte when the server shuts down.
+    let stopping = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -58,14 +61,21 @@ where
         let handle = handle.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             // hyper's header-read timer starts with the first byte (the auto builder reads that
             // to tell HTTP/1.1 from h2c); a client that connects and sends nothing is dropped here.
             // (`peek`, not `readable`: a fresh socket may report readiness before any data.)
             let mut first = [0u8; 1];
-            match tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) | Err(_) => return,
+            tokio::select! {
+                peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)) => {
+                    match peeked {
+                        Ok(Ok(n)) if n > 0 => {}
+                        Ok(_) | Err(_) => return,
+                    }
+                }
+                // Draining: a connection that has not sent anything has nothing in flight.
+                () = stopping.cancelled() => return,
             }
             let service = service_fn(move |req| {
                 let response = handle(req, peer);
@@ -78,6 +88,7 @@ where
         });
     }
     drop(listener);
+    stopping.cancel();
     graceful.shutdown().await;
     Ok(())
 }
@@ -131,6 +142,28 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// Shutting down does not wait for a client that connected and sent nothing.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_does_not_wait_for_a_silent_client() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = |_req, _peer| async { Response::new(Body::from("ok")) };
+        let server = tokio::spawn(serve(listener, "test", handle, async {
+            let _ = stopped.await;
+        }));
+        let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stop.send(()).unwrap();
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("shutdown waited for a client that never sent a byte")
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() < HEADER_READ_TIMEOUT);
     }
 
     /// A client that never finishes its request headers is disconnected after
