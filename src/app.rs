@@ -209,7 +209,11 @@ impl App {
 
         let grpc_stop = stop.clone();
         let grpc = grpc_server(&self.shared, health.clone()).serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
+            grpc::incoming::first_byte_within(
+                self.grpc,
+                grpc::incoming::FIRST_BYTE_TIMEOUT,
+                stop.clone(),
+            ),
             async move { grpc_stop.cancelled().await },
         );
         #[cfg(unix)]

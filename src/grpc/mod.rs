@@ -2,6 +2,7 @@
 //! and again while draining) and server reflection built from the protos in `proto/`.
 
 pub mod ext_authz;
+pub mod incoming;
 
 pub use ext_authz::{AuthorizationService, ExtAuthz};
 
