@@ -211,7 +211,7 @@ impl App {
         let grpc = grpc_server(&self.shared, health.clone()).serve_with_incoming_shutdown(
             grpc::incoming::first_byte_within(
                 self.grpc,
-                grpc::incoming::FIRST_BYTE_TIMEOUT,
+                crate::net::FIRST_BYTE_TIMEOUT,
                 stop.clone(),
             ),
             async move { grpc_stop.cancelled().await },

@@ -18,5 +18,6 @@ pub mod grpc;
 pub mod http;
 pub mod jwks;
 pub mod metrics;
+pub mod net;
 pub mod reload;
 pub mod telemetry;

@@ -155,14 +155,16 @@ enum Json<'a> {
 
 /// One `Struct.fields` map entry: `key → Value(json)`, with its tag and length.
 fn put_entry(key: &str, json: &Json<'_>, buf: &mut Vec<u8>) {
-    put_len_prefix(STRUCT_FIELDS, entry_len(key, json), buf);
+    let value = value_len(json);
+    put_len_prefix(STRUCT_FIELDS, entry_len(key, value), buf);
     put_bytes(ENTRY_KEY, key.as_bytes(), buf);
-    put_len_prefix(ENTRY_VALUE, value_len(json), buf);
+    put_len_prefix(ENTRY_VALUE, value, buf);
     put_value(json, buf);
 }
 
-fn entry_len(key: &str, json: &Json<'_>) -> usize {
-    field_len(key.len()) + field_len(value_len(json))
+/// A map entry's body: the key, and a `Value` whose body is `value` bytes long.
+fn entry_len(key: &str, value: usize) -> usize {
+    field_len(key.len()) + field_len(value)
 }
 
 /// Length of a `Value` message's body.
@@ -185,7 +187,7 @@ fn value_len(json: &Json<'_>) -> usize {
 /// Length of a `Struct` message's body.
 fn object_len(m: &Map<String, Value>) -> usize {
     m.iter()
-        .map(|(k, v)| field_len(entry_len(k, &Json::Value(v))))
+        .map(|(k, v)| field_len(entry_len(k, value_len(&Json::Value(v)))))
         .sum()
 }
 

@@ -1,7 +1,7 @@
 //! Accepted TCP connections for the gRPC server, handed to tonic only once the client has sent
 //! its first byte. tonic (hyper's HTTP/2 server) waits for a client's connection preface without
 //! a deadline, so a client that connects and stays silent would hold a socket for ever; here it
-//! is closed after [`FIRST_BYTE_TIMEOUT`], as the HTTP front ends do (`http::server`).
+//! is closed after [`crate::net::FIRST_BYTE_TIMEOUT`], as the HTTP front ends do (`http::server`).
 
 use std::{io, time::Duration};
 
@@ -12,11 +12,8 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-/// How long a new connection may stay silent (the HTTP front ends' header-read timeout).
-pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Accepts on `listener` until `stop` is cancelled; yields each connection whose client has sent
-/// something within `timeout`. Accept errors (EMFILE and friends) are logged and retried.
+/// something within `timeout` ([`crate::net::first_byte`]).
 pub fn first_byte_within(
     listener: TcpListener,
     timeout: Duration,
@@ -26,28 +23,14 @@ pub fn first_byte_within(
     tokio::spawn(async move {
         loop {
             let (tcp, _peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!(listener = "grpc", error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = crate::net::accept(&listener, "grpc") => accepted,
                 () = stop.cancelled() => return,
                 () = tx.closed() => return,
             };
-            let _ = tcp.set_nodelay(true);
             let (tx, stop) = (tx.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut first = [0u8; 1];
-                tokio::select! {
-                    peeked = tokio::time::timeout(timeout, tcp.peek(&mut first)) => {
-                        if matches!(peeked, Ok(Ok(n)) if n > 0) {
-                            let _ = tx.send(Ok(tcp)).await;
-                        }
-                    }
-                    () = stop.cancelled() => {}
+                if crate::net::first_byte(&tcp, timeout, &stop).await {
+                    let _ = tx.send(Ok(tcp)).await;
                 }
             });
         }
@@ -61,6 +44,7 @@ mod tests {
     use tokio_stream::StreamExt;
 
     use super::*;
+    use crate::net::FIRST_BYTE_TIMEOUT;
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_client_is_closed_and_a_talking_one_is_yielded() {

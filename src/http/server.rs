@@ -14,8 +14,8 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// A client must send its request headers within this long (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client must send its first byte, and then its request headers, within this long (slowloris).
+const HEADER_READ_TIMEOUT: Duration = crate::net::FIRST_BYTE_TIMEOUT;
 /// h2 PING interval on otherwise idle connections; a peer that stops answering is dropped.
 const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 
@@ -46,18 +46,9 @@ where
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning; the listener stays open.
-                    tracing::warn!(listener = what, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = crate::net::accept(&listener, what) => accepted,
             _ = &mut shutdown => break,
         };
-        let _ = tcp.set_nodelay(true);
         let handle = handle.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -65,17 +56,8 @@ where
         tokio::spawn(async move {
             // hyper's header-read timer starts with the first byte (the auto builder reads that
             // to tell HTTP/1.1 from h2c); a client that connects and sends nothing is dropped here.
-            // (`peek`, not `readable`: a fresh socket may report readiness before any data.)
-            let mut first = [0u8; 1];
-            tokio::select! {
-                peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)) => {
-                    match peeked {
-                        Ok(Ok(n)) if n > 0 => {}
-                        Ok(_) | Err(_) => return,
-                    }
-                }
-                // Draining: a connection that has not sent anything has nothing in flight.
-                () = stopping.cancelled() => return,
+            if !crate::net::first_byte(&tcp, HEADER_READ_TIMEOUT, &stopping).await {
+                return;
             }
             let service = service_fn(move |req| {
                 let response = handle(req, peer);
@@ -117,12 +99,21 @@ mod tests {
 
     use super::*;
 
-    async fn start() -> SocketAddr {
+    /// A server answering "ok", running until `shutdown` completes.
+    async fn start_until(
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let handle = |_req, _peer| async { Response::new(Body::from("ok")) };
-        tokio::spawn(serve(listener, "test", handle, std::future::pending()));
-        addr
+        (
+            addr,
+            tokio::spawn(serve(listener, "test", handle, shutdown)),
+        )
+    }
+
+    async fn start() -> SocketAddr {
+        start_until(std::future::pending()).await.0
     }
 
     /// A client that connects and never sends a byte is disconnected after HEADER_READ_TIMEOUT.
@@ -147,13 +138,11 @@ mod tests {
     /// Shutting down does not wait for a client that connected and sent nothing.
     #[tokio::test(start_paused = true)]
     async fn shutdown_does_not_wait_for_a_silent_client() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let handle = |_req, _peer| async { Response::new(Body::from("ok")) };
-        let server = tokio::spawn(serve(listener, "test", handle, async {
+        let (addr, server) = start_until(async {
             let _ = stopped.await;
-        }));
+        })
+        .await;
         let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
         stop.send(()).unwrap();
